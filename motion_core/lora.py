@@ -1,0 +1,224 @@
+"""MotionLoRA and the v3 domain adapter: low-rank weight deltas `W += strength * up @ down`.
+
+Official MotionLoRA files use the processor naming
+`<block>.motion_modules.<j>.temporal_transformer.transformer_blocks.0.attention_blocks.<a>.processor.to_{q,k,v,out}_lora.{down,up}.weight`
+with no alpha/rank scaling; several compose linearly. diffusers/PEFT-style files (`attn1.to_q.lora_A.weight`,
+optional `.alpha`) are read too, with the usual alpha/rank scale. The v3 domain adapter is the same processor LoRA
+on every *spatial* attention of the image UNet.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import torch
+
+from . import detect
+from .convert import diffusers_to_original, hotshot_to_original
+from .errors import MotionFormatError
+from .motion_module import MotionModuleSet
+from .state_dict_io import Source, read_state_dict
+
+_PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
+_PEFT = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0|to_out)\.(lora_A|lora_B|lora_down|lora_up)\.weight$")
+_ALPHA = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0|to_out)\.alpha$")
+_PREFIXES = ("base_model.model.", "unet.")
+
+
+def _target(module_path: str, proj: str) -> str:
+    proj = "to_out.0" if proj in ("to_out", "to_out.0") else proj
+    return f"{module_path}.{proj}.weight"
+
+
+@dataclass
+class LowRankDeltas:
+    """{target weight key: (up [out, r], down [r, in], scale)} in the original naming."""
+
+    deltas: Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]
+    name: str = "LoRA"
+
+    @property
+    def rank(self) -> int:
+        return max((d.shape[0] for _, d, _ in self.deltas.values()), default=0)
+
+    @property
+    def params(self) -> int:
+        return sum(u.numel() + d.numel() for u, d, _ in self.deltas.values())
+
+    def delta(self, key: str) -> torch.Tensor:
+        up, down, scale = self.deltas[key]
+        return (up.float() @ down.float()) * scale
+
+
+def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
+    sd = {}
+    for k, v in state_dict.items():
+        for p in _PREFIXES:
+            if k.startswith(p):
+                k = k[len(p):]
+        sd[k] = v
+    pairs: Dict[str, dict] = {}
+    alphas: Dict[str, float] = {}
+    for key, value in sd.items():
+        m = _PROCESSOR.match(key)
+        if m:
+            path, proj, which = m.groups()
+            pairs.setdefault(_target(path, proj), {})[which] = value
+            continue
+        m = _PEFT.match(key)
+        if m:
+            path, proj, which = m.groups()
+            pairs.setdefault(_target(path, proj), {})["down" if which in ("lora_A", "lora_down") else "up"] = value
+            continue
+        m = _ALPHA.match(key)
+        if m:
+            alphas[_target(*m.groups())] = float(value.float().item())
+    if not pairs:
+        raise MotionFormatError(f"{name} holds no LoRA weights (no '..._lora.down/up' or 'lora_A/B' keys).")
+    out = {}
+    for target, pair in pairs.items():
+        if set(pair) != {"up", "down"}:
+            raise MotionFormatError(f"{name}: '{target}' has only its {'/'.join(pair)} half: the file is truncated.")
+        up, down = pair["up"], pair["down"]
+        if up.ndim != 2 or down.ndim != 2 or up.shape[1] != down.shape[0]:
+            raise MotionFormatError(f"{name}: '{target}' has up {tuple(up.shape)} and down {tuple(down.shape)}, "
+                                    "which do not form a low-rank pair.")
+        scale = alphas[target] / down.shape[0] if target in alphas else 1.0
+        out[target] = (up, down, scale)
+    return out
+
+
+class MotionLoRA(LowRankDeltas):
+    """Deltas on the temporal attention projections, keyed by the original motion-module weight names."""
+
+    def fit_report(self, mm: MotionModuleSet) -> "FitReport":
+        params = dict(mm.named_parameters())
+        report = FitReport()
+        for target, (up, down, _) in self.deltas.items():
+            if target not in params:
+                report.unmatched.append(target)
+            elif tuple(params[target].shape) != (up.shape[0], down.shape[1]):
+                report.wrong_shape.append(f"{target}: LoRA {up.shape[0]}x{down.shape[1]}, "
+                                          f"module {tuple(params[target].shape)}")
+            else:
+                report.matched.append(target)
+        return report
+
+    def check_fits(self, mm: MotionModuleSet, allow_partial: bool = True) -> "FitReport":
+        """Raises MotionFormatError if the LoRA cannot be used on `mm`; returns what fits and what is skipped."""
+        report = self.fit_report(mm)
+        version = mm.info.version if mm.info else "this"
+        if report.wrong_shape:
+            raise MotionFormatError(
+                f"MotionLoRA '{self.name}' does not fit the {version} motion module: {len(report.wrong_shape)} "
+                f"weights have other shapes (e.g. {report.wrong_shape[0]}). It was trained for another base "
+                "(SD1.5 vs SDXL): use a MotionLoRA made for this motion module.")
+        if not report.matched:
+            raise MotionFormatError(
+                f"MotionLoRA '{self.name}' matches none of the {version} motion module's weights "
+                f"(first LoRA key: {report.unmatched[0] if report.unmatched else 'none'}).")
+        if report.unmatched and not allow_partial:
+            raise MotionFormatError(
+                f"MotionLoRA '{self.name}' has {len(report.unmatched)} weights the {version} module lacks "
+                f"({report.skipped_summary()}).")
+        return report
+
+
+@dataclass
+class FitReport:
+    matched: List[str] = field(default_factory=list)
+    unmatched: List[str] = field(default_factory=list)
+    wrong_shape: List[str] = field(default_factory=list)
+
+    def skipped_summary(self) -> str:
+        mid = sum(1 for k in self.unmatched if k.startswith("mid_block."))
+        parts = []
+        if mid:
+            parts.append(f"{mid} mid-block weights (the module has no mid block: v1/v3 modules; the LoRA was "
+                         "trained on v2)")
+        if len(self.unmatched) - mid:
+            parts.append(f"{len(self.unmatched) - mid} other weights (e.g. {next(k for k in self.unmatched if not k.startswith('mid_block.'))})")
+        return "; ".join(parts) or "nothing skipped"
+
+    def summary(self) -> str:
+        total = len(self.matched) + len(self.unmatched)
+        text = f"applied to {len(self.matched)} of {total} weights"
+        return text + (f"; skipped {self.skipped_summary()}" if self.unmatched else "")
+
+
+def load_motion_lora(source: Source, name: Optional[str] = None) -> MotionLoRA:
+    name = name or ("the given state dict" if isinstance(source, dict) else str(source).rsplit("/", 1)[-1])
+    sd = read_state_dict(source)
+    kind = detect.classify(sd.keys())
+    if kind != detect.MOTION_LORA:
+        raise MotionFormatError(f"'{name}' is {detect.describe(kind)}, not a MotionLoRA.")
+    # diffusers/hotshot module naming -> original, keeping the LoRA suffixes intact
+    sd = hotshot_to_original(diffusers_to_original(sd)) if not any(".temporal_transformer." in k for k in sd) else sd
+    return MotionLoRA(_parse_lora(sd, f"'{name}'"), name=name)
+
+
+def merged_motion_module(base: MotionModuleSet, loras: Sequence[Tuple[MotionLoRA, float]],
+                         allow_partial: bool = True) -> MotionModuleSet:
+    """A new set with `sum(strength * up @ down)` added to the base weights; `base` is never modified."""
+    for lora, _ in loras:
+        lora.check_fits(base, allow_partial=allow_partial)
+    merged = base.copy()
+    params = dict(merged.named_parameters())
+    with torch.no_grad():
+        for lora, strength in loras:
+            if strength == 0:
+                continue
+            for target in lora.fit_report(base).matched:
+                p = params[target]
+                p.copy_((p.float() + strength * lora.delta(target)).to(p.dtype))
+    return merged
+
+
+# ---------------------------------------------------------------- v3 domain adapter (image LoRA)
+
+_ADAPTER_BLOCK = re.compile(r"^(down_blocks\.(\d+)\.attentions\.(\d+)|mid_block\.attentions\.0|up_blocks\.(\d+)\.attentions\.(\d+))\.(.*)$")
+
+
+class DomainAdapter(LowRankDeltas):
+    """The v3 domain adapter: keys in diffusers UNet naming (`down_blocks.N.attentions.M...attn1.to_q.weight`)."""
+
+    def comfy_key(self, key: str, num_res_blocks: int = 2) -> str:
+        """diffusers UNet name -> ComfyUI/LDM name (`diffusion_model.input_blocks.K.1...`)."""
+        m = _ADAPTER_BLOCK.match(key)
+        if not m:
+            raise MotionFormatError(f"domain adapter key '{key}' is not on a spatial attention block")
+        _, dn, dm, un, um, rest = m.groups()
+        if dn is not None:
+            block = f"input_blocks.{1 + int(dn) * (num_res_blocks + 1) + int(dm)}.1"
+        elif un is not None:
+            block = f"output_blocks.{int(un) * (num_res_blocks + 1) + int(um)}.1"
+        else:
+            block = "middle_block.1"
+        return f"diffusion_model.{block}.{rest}"
+
+    def comfy_lora_patches(self, unet_keys: Optional[Iterable[str]] = None, num_res_blocks: int = 2
+                           ) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
+        """{ComfyUI weight key: (up, down, scale)}; with `unet_keys`, every target must exist in the model."""
+        out = {self.comfy_key(k, num_res_blocks): v for k, v in self.deltas.items()}
+        if unet_keys is not None:
+            known = set(unet_keys)
+            missing = [k for k in out if k not in known]
+            if missing:
+                raise MotionFormatError(
+                    f"domain adapter '{self.name}' targets {len(missing)} weights this model lacks (e.g. {missing[0]}): "
+                    "the v3 adapter is made for SD1.5 UNets only.")
+        return out
+
+
+def load_domain_adapter(source: Source, name: Optional[str] = None) -> DomainAdapter:
+    name = name or ("the given state dict" if isinstance(source, dict) else str(source).rsplit("/", 1)[-1])
+    sd = read_state_dict(source)
+    kind = detect.classify(sd.keys())
+    if kind != detect.DOMAIN_ADAPTER:
+        raise MotionFormatError(f"'{name}' is {detect.describe(kind)}, not the v3 domain adapter.")
+    deltas = _parse_lora(sd, f"'{name}'")
+    bad = [k for k in deltas if not _ADAPTER_BLOCK.match(k)]
+    if bad:
+        raise MotionFormatError(f"'{name}': {len(bad)} LoRA weights are not on spatial attention (e.g. {bad[0]}).")
+    return DomainAdapter(deltas, name=name)
