@@ -1,0 +1,42 @@
+"""Seeded stand-ins for official files, built from the key/shape manifests in tests/data/formats."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+FORMATS = Path(__file__).resolve().parents[1] / "data" / "formats"
+
+
+def manifest(name):
+    return json.loads((FORMATS / f"{name}.json").read_text())
+
+
+def manifest_state_dict(name, seed=0, dtype=torch.float32, std=0.02, real_pe=True, prefixes=None):
+    """Random weights in the exact official keys/shapes; norms near 1/0 and (optionally) the true PE table.
+
+    `prefixes` keeps only the keys starting with one of them (a few modules are enough for maths tests)."""
+    from motion_reference import sinusoid
+
+    g = torch.Generator().manual_seed(seed)
+    out = {}
+    for key, shape in manifest(name)["keys"].items():
+        if prefixes and not key.startswith(tuple(prefixes)):
+            continue
+        if key.endswith(("pos_encoder.pe", "pos_embed.pe")) and real_pe:
+            out[key] = sinusoid(shape[1], shape[2]).to(dtype)
+        elif "norm" in key and key.endswith(".weight") and len(shape) == 1:
+            out[key] = (1.0 + 0.1 * torch.randn(shape, generator=g)).to(dtype)
+        elif len(shape) == 1:
+            out[key] = (0.05 * torch.randn(shape, generator=g)).to(dtype)
+        else:
+            out[key] = (std * torch.randn(shape, generator=g)).to(dtype)
+    return out
+
+
+@pytest.fixture(scope="session")
+def v2_state_dict():
+    """Five modules of the official v2 file, one per channel width and block kind."""
+    return manifest_state_dict("mm_sd_v15_v2", seed=1, prefixes=[
+        "down_blocks.0.motion_modules.", "down_blocks.1.motion_modules.", "mid_block.", "up_blocks.0.motion_modules.0.",
+        "up_blocks.3.motion_modules.2."])
