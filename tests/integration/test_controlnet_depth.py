@@ -1,0 +1,190 @@
+"""ControlNet Depth Sequence and Load Frames inside a real in-process ComfyUI 0.3.75 (tiny UNet/ControlNet).
+
+The node modules are reached through the pack ComfyUI imported (fixture `comfy_pack`), the way ComfyUI runs
+them; a tiny SD1.5-family UNet and ControlNet are built in-process with ComfyUI's own classes.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytestmark = pytest.mark.integration
+
+CPU = torch.device("cpu")
+FRAMES = 10
+CTX = 8
+UNET_CONFIG = {
+    "in_channels": 4, "out_channels": 4, "model_channels": 32, "num_res_blocks": [1], "channel_mult": [1],
+    "transformer_depth": [1], "transformer_depth_output": [1, 1], "transformer_depth_middle": 1,
+    "context_dim": CTX, "use_linear_in_transformer": False, "adm_in_channels": None,
+    "use_temporal_attention": False, "use_spatial_transformer": True, "legacy": False,
+    "num_head_channels": -1, "num_heads": 4, "image_size": 32, "dtype": torch.float32,
+}
+
+
+def _fill(module, seed, loud=()):
+    # ComfyUI's ops leave weights uninitialised; `loud` parameters get larger weights so hints matter.
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if name.startswith(loud) else 0.05))
+
+
+@pytest.fixture(scope="module")
+def pack_nodes(comfy_pack):
+    def load(name):
+        return importlib.import_module(f"{comfy_pack.__name__}.nodes.{name}")
+    return {"depth": load("controlnet_depth"), "frames": load("load_frames")}
+
+
+@pytest.fixture(scope="module")
+def unet(comfy):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    model = comfy.supported_models.SD15(UNET_CONFIG).get_model({})
+    _fill(model, 0)
+    return comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+
+
+@pytest.fixture(scope="module")
+def control_net(comfy):
+    import comfy.cldm.cldm
+    import comfy.controlnet
+
+    cfg = {k: v for k, v in UNET_CONFIG.items()
+           if k not in ("out_channels", "transformer_depth_output", "use_temporal_attention", "dtype")}
+    model = comfy.cldm.cldm.ControlNet(hint_channels=3, **cfg)
+    _fill(model, 1, loud=("input_hint_block", "zero_convs", "middle_block_out"))
+    return comfy.controlnet.ControlNet(model, load_device=CPU)
+
+
+def depth_maps(n, h=40, w=56):
+    """Depth map i is the constant (i+1)/(n+1) (IMAGE layout), so every hint row names the map it came from."""
+    return ((torch.arange(n, dtype=torch.float32) + 1) / (n + 1)).view(n, 1, 1, 1).expand(n, h, w, 3).clone()
+
+
+def conds():
+    positive = [[torch.randn(1, 4, CTX, generator=torch.Generator().manual_seed(3)), {}]]
+    negative = [[torch.zeros(1, 4, CTX), {}]]
+    return positive, negative
+
+
+def apply(pack_nodes, control_net, depth, frames=FRAMES, on_mismatch="error", strength=0.9, start=0.0, end=1.0,
+          smoothing=0.0, positive=None, negative=None):
+    if positive is None:
+        positive, negative = conds()
+    node = pack_nodes["depth"].ControlNetDepthSequence
+    out = node.execute(positive, negative, control_net, depth, frames, on_mismatch, strength, start, end, smoothing)
+    return out.result
+
+
+def test_matches_core_apply_controlnet(pack_nodes, control_net):
+    core = sys.modules["nodes"].ControlNetApplyAdvanced()
+    depth = depth_maps(FRAMES)
+    positive, negative = conds()
+    before = {k: list(v) for k, v in positive[0][1].items()}
+    ours_pos, ours_neg = apply(pack_nodes, control_net, depth, positive=positive, negative=negative,
+                               strength=0.7, start=0.1, end=0.8)
+    core_pos, core_neg = core.apply_controlnet(positive, negative, control_net, depth, 0.7, 0.1, 0.8)
+    ours, theirs = ours_pos[0][1]["control"], core_pos[0][1]["control"]
+    assert ours is ours_neg[0][1]["control"]  # positive and negative share one control, like core
+    assert torch.equal(ours.cond_hint_original, theirs.cond_hint_original)
+    assert (ours.strength, ours.timestep_percent_range) == (theirs.strength, theirs.timestep_percent_range)
+    assert ours_pos[0][1]["control_apply_to_uncond"] is False
+    assert ours is not control_net and ours.control_model is control_net.control_model
+    assert {k: list(v) for k, v in positive[0][1].items()} == before  # the input conditioning is untouched
+
+
+def test_chains_after_an_existing_control(pack_nodes, control_net):
+    first_pos, first_neg = apply(pack_nodes, control_net, depth_maps(1))
+    second_pos, second_neg = apply(pack_nodes, control_net, depth_maps(FRAMES), positive=first_pos, negative=first_neg)
+    assert second_pos[0][1]["control"].previous_controlnet is first_pos[0][1]["control"]
+    assert first_pos[0][1]["control"].previous_controlnet is None
+
+
+def test_frame_count_mismatch(pack_nodes, control_net):
+    with pytest.raises(ValueError, match=r"depth batch has 6 images but the animation has 10 frames"):
+        apply(pack_nodes, control_net, depth_maps(6))
+    pos, _ = apply(pack_nodes, control_net, depth_maps(6), on_mismatch="resample")
+    hint = pos[0][1]["control"].cond_hint_original
+    assert hint.shape == (FRAMES, 3, 40, 56)
+    levels = [round(float(v) * 7 - 1) for v in hint[:, 0, 0, 0]]  # back to source map indices
+    assert levels == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    pos, _ = apply(pack_nodes, control_net, depth_maps(1))  # one map drives every frame, no copying
+    assert pos[0][1]["control"].cond_hint_original.shape[0] == 1
+
+
+def test_smoothing_strength_zero_and_bad_range(pack_nodes, control_net):
+    depth = depth_maps(FRAMES)
+    depth[4] = 1.0  # one flickering frame
+    pos, _ = apply(pack_nodes, control_net, depth, smoothing=1.5)
+    hint = pos[0][1]["control"].cond_hint_original[:, 0, 0, 0]
+    assert float(hint[4]) < 0.9 and float(hint[3]) > float(depth[3, 0, 0, 0])  # the spike spread to neighbours
+    positive, negative = conds()
+    out = apply(pack_nodes, control_net, depth, strength=0.0, positive=positive, negative=negative)
+    assert out[0] is positive and out[1] is negative
+    with pytest.raises(ValueError, match="start_percent"):
+        apply(pack_nodes, control_net, depth, start=0.8, end=0.2)
+
+
+def test_hint_i_drives_frame_i_inside_context_windows(pack_nodes, control_net, unet):
+    import comfy.sample
+    from motion_core.context import ContextOptions, build_windows
+    from motion_core.windows import install_context_windows
+
+    seen = []
+    hook = control_net.control_model.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["hint"][:, 0, 0, 0].clone()), with_kwargs=True)
+    try:
+        positive, negative = apply(pack_nodes, control_net, depth_maps(5), on_mismatch="resample")
+        model = unet.clone()
+        install_context_windows(model, ContextOptions(length=4, overlap=1))
+        noise = torch.randn(FRAMES, 4, 8, 8, generator=torch.Generator().manual_seed(1))
+        comfy.sample.sample(model, noise, 1, 4.0, "euler", "normal", positive, negative,
+                            torch.zeros(FRAMES, 4, 8, 8), disable_pbar=True, seed=1)
+    finally:
+        hook.remove()
+    windows = build_windows(FRAMES, 4, 1, 1, "uniform")
+    source = [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # nearest of 5 maps for each of 10 frames, ends pinned
+    assert len(seen) == len(windows)
+    for frames, hint in zip(windows, seen):
+        want = torch.tensor([(source[f] + 1) / 6 for f in frames])
+        n = len(frames)
+        for chunk in range(hint.shape[0] // n):  # positive and negative rows carry the same hints
+            assert torch.allclose(hint[chunk * n:(chunk + 1) * n], want), (frames, hint)
+
+
+# ---------------------------------------------------------------- Load Frames
+
+def test_load_frames_node_reads_folder_relative_to_input(pack_nodes, comfy):
+    import cv2
+
+    folder = comfy.session_dirs()["input"] / "depth_frames"
+    folder.mkdir(exist_ok=True)
+    for i in range(6):
+        cv2.imwrite(str(folder / f"d{i}.png"), np.full((30, 40, 3), 40 * i, np.uint8))
+    node = pack_nodes["frames"].LoadFrames
+    images, count, fps = node.execute("depth_frames", 1, 2, 0, 0, 0, "crop", 12.0).result
+    assert images.shape == (3, 30, 40, 3) and count == 3 and fps == 12.0
+    assert [round(float(v) * 255 / 40) for v in images.mean(dim=(1, 2, 3))] == [1, 3, 5]
+    images, count, _ = node.execute(f'"{folder}"', 0, 1, 4, 16, 16, "crop", 8.0).result  # quoted absolute path
+    assert images.shape == (4, 16, 16, 3) and count == 4
+    with pytest.raises(ValueError, match="does not exist"):
+        node.execute("no_such_folder", 0, 1, 0, 0, 0, "crop", 8.0)
+    with pytest.raises(ValueError, match="needs a path"):
+        node.execute("  ", 0, 1, 0, 0, 0, "crop", 8.0)
+
+
+def test_nodes_publish_valid_schemas_with_tooltips(pack_nodes):
+    for module in pack_nodes.values():
+        for cls in module.NODES:
+            info = cls.GET_NODE_INFO_V1()
+            assert info["name"].startswith("ADMK_") and info["category"].startswith("AnimateDiff MotionKit/")
+            for section in ("required", "optional"):
+                for name, spec in info["input"].get(section, {}).items():
+                    assert spec[1].get("tooltip"), f"{info['name']}.{name} has no tooltip"
