@@ -432,3 +432,42 @@ def test_weight_cache_casts_a_copy_and_shares_when_it_can(motion):
     assert next(motion.parameters()).dtype == torch.float32
     assert cache.get(CPU, torch.float16) is half
     assert half.info == motion.info
+
+
+def _tiny_adapter_state_dict(rank: int = 4, seed: int = 3) -> dict:
+    """A v3-style domain adapter (processor LoRA on every spatial attention) for TINY_UNET."""
+    g = torch.Generator().manual_seed(seed)
+    blocks = [(f"down_blocks.{i}.attentions.{j}", c) for i, c in enumerate((32, 64)) for j in range(2)]
+    blocks += [("mid_block.attentions.0", 64)]
+    blocks += [(f"up_blocks.{i}.attentions.{j}", c) for i, c in enumerate((64, 32)) for j in range(3)]
+    sd = {}
+    for prefix, c in blocks:
+        for attn in ("attn1", "attn2"):
+            for proj in ("to_q", "to_k", "to_v", "to_out"):
+                fan_in = CONTEXT if attn == "attn2" and proj in ("to_k", "to_v") else c
+                base = f"{prefix}.transformer_blocks.0.{attn}.processor.{proj}_lora"
+                sd[f"{base}.down.weight"] = 0.1 * torch.randn(rank, fan_in, generator=g)
+                sd[f"{base}.up.weight"] = 0.1 * torch.randn(c, rank, generator=g)
+    return sd
+
+
+def test_domain_adapter_patches_the_spatial_attention_with_the_user_scale(patcher, motion):
+    from motion_core.lora import load_domain_adapter
+
+    sd = _tiny_adapter_state_dict()
+    adapter = load_domain_adapter(sd)
+    inflated = inflate(patcher, motion, adapter=adapter, adapter_scale=0.5)
+    key = "diffusion_model.output_blocks.4.1.transformer_blocks.0.attn2.to_k.weight"  # up_blocks.1.attentions.1
+    assert len(inflated.patches) == len(sd) // 2 and key in inflated.patches
+    assert inflate(patcher, motion, adapter=adapter, adapter_scale=0.0).patches == {}
+
+    original = patcher.model.diffusion_model.output_blocks[4][1].transformer_blocks[0].attn2.to_k.weight.detach().clone()
+    up = sd["up_blocks.1.attentions.1.transformer_blocks.0.attn2.processor.to_k_lora.up.weight"]
+    down = sd["up_blocks.1.attentions.1.transformer_blocks.0.attn2.processor.to_k_lora.down.weight"]
+    comfy.model_management.load_models_gpu([inflated])
+    patched = patcher.model.diffusion_model.output_blocks[4][1].transformer_blocks[0].attn2.to_k.weight
+    assert torch.allclose(patched, original + 0.5 * up @ down, atol=1e-6)
+    comfy.model_management.load_models_gpu([patcher])  # the user's model again: weights restored exactly
+    assert torch.equal(patcher.model.diffusion_model.output_blocks[4][1].transformer_blocks[0].attn2.to_k.weight,
+                       original)
+    assert patcher.patches == {}

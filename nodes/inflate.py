@@ -1,0 +1,76 @@
+"""Inflate Model: MODEL + MOTION_MODULE -> a MODEL that animates (a patched clone; the input MODEL is unchanged)."""
+from __future__ import annotations
+
+from comfy_api.v0_0_2 import io
+
+from .. import motion_core
+from ..motion_core import comfy_adapter
+from .common import CATEGORY, MOTION_MODELS, ContextOptions, MotionModule, file_list, full_path
+
+NO_ADAPTER = "none"
+ADAPTER_FOLDERS = (MOTION_MODELS, "loras")
+
+
+def adapter_choices() -> list[str]:
+    names = []
+    for folder in ADAPTER_FOLDERS:
+        names.extend(n for n in file_list(folder) if n not in names)
+    return [NO_ADAPTER] + names
+
+
+def adapter_path(name: str) -> str:
+    for folder in ADAPTER_FOLDERS[:-1]:
+        if name in file_list(folder):
+            return full_path(folder, name)
+    return full_path(ADAPTER_FOLDERS[-1], name)
+
+
+class InflateModel(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ADMK_InflateModel",
+            display_name="Inflate Model (AnimateDiff)",
+            category=CATEGORY,
+            description=(
+                "Adds the motion module's temporal layers to a copy of the model so that a latent batch is denoised "
+                "as the frames of one clip. Also applies the beta schedule the module was trained with and, for v3, "
+                "the optional domain adapter. Works with Sample Animation and with core KSampler/SamplerCustom "
+                "(latent batch = frame count)."),
+            inputs=[
+                io.Model.Input("model", tooltip="SD1.5-family (or SDXL, for SDXL motion modules) model from a "
+                                                "checkpoint loader; it is not modified."),
+                MotionModule.Input("motion_module", tooltip="Motion module from Load Motion Module / Apply MotionLoRA."),
+                io.Combo.Input("domain_adapter", options=adapter_choices(), default=NO_ADAPTER,
+                               tooltip="Optional v3 domain adapter (v3_sd15_adapter.ckpt), an image LoRA that "
+                                       "matches the look of the video training data; looked up in "
+                                       "models/animatediff_models, then models/loras."),
+                io.Float.Input("adapter_scale", default=1.0, min=-2.0, max=2.0, step=0.05,
+                               tooltip="Strength of the domain adapter (0 disables it; lower values such as 0.5 keep "
+                                       "more of the checkpoint's own style)."),
+                io.Float.Input("motion_strength", default=1.0, min=0.0, max=2.0, step=0.05,
+                               tooltip="Scales what the temporal layers add (0 = the plain image model, 1 = as "
+                                       "trained)."),
+                io.Combo.Input("beta_schedule", options=list(comfy_adapter.BETA_SCHEDULES), default="auto",
+                               tooltip="Noise schedule for sampling. " + "; ".join(
+                                   f"{k}: {v}" for k, v in comfy_adapter.BETA_SCHEDULE_HELP.items()) + "."),
+                ContextOptions.Input("context_options", optional=True,
+                                     tooltip="Optional sliding context windows for animations longer than the "
+                                             "module's frame limit (from a Context Options node)."),
+            ],
+            outputs=[io.Model.Output(display_name="MODEL", tooltip="The animating model (a patched copy).")],
+        )
+
+    @classmethod
+    def execute(cls, model, motion_module, domain_adapter: str, adapter_scale: float, motion_strength: float,
+                beta_schedule: str, context_options=None) -> io.NodeOutput:
+        adapter = None
+        if domain_adapter != NO_ADAPTER and adapter_scale != 0.0:
+            adapter = motion_core.load_domain_adapter(adapter_path(domain_adapter))
+        inflated = comfy_adapter.inflate(model, motion_module, adapter=adapter, adapter_scale=adapter_scale,
+                                         motion_strength=motion_strength, beta_schedule=beta_schedule,
+                                         context_options=context_options)
+        return io.NodeOutput(inflated)
+
+
+NODES = [InflateModel]

@@ -1,0 +1,132 @@
+"""Sample Animation: denoise a batch of latents as the frames of one clip with an inflated MODEL.
+
+The sampling itself is ComfyUI's (comfy.sample + latent_preview), so progress, live previews, cancellation and
+every sampler/scheduler behave exactly as in KSampler; this node adds the frame latents, video-to-video input,
+context windows and the frame-limit check before the first step.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+import comfy.model_management
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import latent_preview
+from comfy_api.v0_0_2 import io
+
+from ..motion_core import comfy_adapter
+from .common import CATEGORY, ContextOptions
+
+MAX_SIZE = 8192
+
+
+def initial_latent(model, frames: int, width: int, height: int, latent=None, image=None, vae=None) -> dict:
+    """The latent batch to denoise: the given LATENT, the encoded IMAGE frames, or `frames` empty latents."""
+    if latent is not None:
+        return dict(latent)
+    if image is not None:
+        if vae is None:
+            raise ValueError("Sample Animation got IMAGE frames but no VAE: connect the checkpoint's VAE so the "
+                             "frames can be encoded (or connect a LATENT instead).")
+        return {"samples": vae.encode(image[:, :, :, :3])}
+    if width % 8 or height % 8:
+        raise ValueError(f"width and height must be multiples of 8 (got {width}x{height}).")
+    channels = model.get_model_object("latent_format").latent_channels
+    samples = torch.zeros([frames, channels, height // 8, width // 8],
+                          device=comfy.model_management.intermediate_device())
+    return {"samples": samples}
+
+
+def with_context(model, context_options):
+    """A clone of `model` that evaluates the clip in windows; the frame check then uses these options."""
+    from ..motion_core.windows import install_context_windows
+
+    attachment = comfy_adapter.motion_attachment(model)
+    patched = model.clone()
+    install_context_windows(patched, context_options,
+                            max_frames=attachment.max_frames if attachment is not None else None)
+    if attachment is not None:
+        patched.set_attachments(comfy_adapter.KEY, dataclasses.replace(attachment, context_options=context_options))
+    return patched
+
+
+def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,
+                  scheduler: str, denoise: float) -> dict:
+    """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch."""
+    latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
+    noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    callback = latent_preview.prepare_callback(model, steps)
+    samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
+                                  denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
+                                  disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED, seed=seed)
+    out = dict(latent)
+    out["samples"] = samples
+    return out
+
+
+class SampleAnimation(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="ADMK_SampleAnimation",
+            display_name="Sample Animation",
+            category=CATEGORY,
+            description=(
+                "Denoises `frames` latents as one animation with an inflated MODEL (text-to-video), or the given "
+                "LATENT / IMAGE frames (video-to-video, with denoise < 1). Output: one latent per frame; decode "
+                "with VAE Decode and save with Save Animation."),
+            inputs=[
+                io.Model.Input("model", tooltip="Model from Inflate Model."),
+                io.Conditioning.Input("positive", tooltip="What the animation shows (CLIP Text Encode, or a prompt "
+                                                          "schedule)."),
+                io.Conditioning.Input("negative", tooltip="What to avoid."),
+                io.Int.Input("frames", default=16, min=1, max=4096,
+                             tooltip="Number of frames (ignored when a LATENT or IMAGE input is connected). More "
+                                     "than the module's limit (24 for v1, 32 for v2/v3) needs context options; "
+                                     "16 is what the modules were trained on."),
+                io.Int.Input("width", default=512, min=64, max=MAX_SIZE, step=8,
+                             tooltip="Frame width in pixels (ignored with a LATENT or IMAGE input)."),
+                io.Int.Input("height", default=512, min=64, max=MAX_SIZE, step=8,
+                             tooltip="Frame height in pixels (ignored with a LATENT or IMAGE input)."),
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                             tooltip="Random seed for the initial noise (each frame gets its own noise)."),
+                io.Int.Input("steps", default=20, min=1, max=10000, tooltip="Number of denoising steps."),
+                io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                               tooltip="Classifier-free guidance scale (AnimateLCM: 1-2)."),
+                io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="euler_ancestral",
+                               tooltip="Sampling algorithm (AnimateLCM: lcm)."),
+                io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="normal",
+                               tooltip="How the noise levels are spaced over the steps."),
+                io.Float.Input("denoise", default=1.0, min=0.0, max=1.0, step=0.01,
+                               tooltip="1.0 for text-to-video; lower keeps more of the input LATENT/IMAGE frames "
+                                       "(video-to-video, e.g. 0.6)."),
+                io.Latent.Input("latent", optional=True,
+                                tooltip="Optional frames to start from (video-to-video); its batch is the frame "
+                                        "count."),
+                io.Image.Input("image", optional=True,
+                               tooltip="Optional IMAGE frames to start from (video-to-video); needs the VAE input."),
+                io.Vae.Input("vae", optional=True, tooltip="VAE used to encode the IMAGE frames."),
+                ContextOptions.Input("context_options", optional=True,
+                                     tooltip="Optional sliding context windows (overrides the ones given to "
+                                             "Inflate Model)."),
+            ],
+            outputs=[io.Latent.Output(display_name="LATENT", tooltip="The denoised frames, one latent per frame.")],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, frames: int, width: int, height: int, seed: int, steps: int,
+                cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
+                context_options=None) -> io.NodeOutput:
+        start = initial_latent(model, frames, width, height, latent, image, vae)
+        if context_options is not None:
+            model = with_context(model, context_options)
+        # Before any step: an impossible frame count fails now, not after minutes of sampling.
+        comfy_adapter.check_frames(model, start["samples"].shape[0], context_options)
+        return io.NodeOutput(sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name,
+                                           scheduler, denoise))
+
+
+NODES = [SampleAnimation]
