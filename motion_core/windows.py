@@ -194,8 +194,10 @@ def install_context_windows(model_patcher, options: ContextOptions, max_frames: 
     `max_frames`: the motion module's limit (position-table length); windows longer than it are refused here and
     at sampling time. Works on a plain model too (each window is then an independent batch).
     """
-    if not isinstance(options, ContextOptions):
-        raise TypeError(f"install_context_windows needs ContextOptions, got {type(options).__name__}.")
+    # Duck-typed: the pack's copy of ContextOptions and a top-level `motion_core` import are different classes.
+    if not all(hasattr(options, name) for name in ("length", "windows", "weights")):
+        raise TypeError(f"install_context_windows needs ContextOptions (from the Context Options node), got "
+                        f"{type(options).__name__}.")
     if max_frames is not None:
         check_context_fits(max_frames, options)
     for kind, wrapper in ((CALC_COND_BATCH, ContextWindowWrapper(options, max_frames)),
