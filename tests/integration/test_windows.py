@@ -7,26 +7,17 @@ instrumented test then looks at what each window actually fed the UNet and the C
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
-COMFY_ROOT = REPO / ".host" / "ComfyUI"
-if not COMFY_ROOT.is_dir():
-    pytest.skip("in-process ComfyUI not built (run scripts/setup_host.sh)", allow_module_level=True)
-for p in (str(REPO), str(COMFY_ROOT)):
-    if p not in sys.path:
-        sys.path.insert(0, p)
+from tools.comfy_host import import_comfy
 
-from comfy.cli_args import args  # noqa: E402
+try:
+    import_comfy()  # ComfyUI root on sys.path, CPU mode, comfy.model_management imported
+except FileNotFoundError as e:
+    pytest.skip(str(e), allow_module_level=True)
 
-args.cpu = True
-import comfy.model_management  # noqa: E402,F401
 import comfy.cldm.cldm  # noqa: E402
-import comfy.context_windows  # noqa: E402
 import comfy.controlnet  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
@@ -36,6 +27,8 @@ import comfy.supported_models  # noqa: E402
 from motion_core.context import ContextOptions, build_windows  # noqa: E402
 from motion_core import windows as windows_mod  # noqa: E402
 from motion_core.windows import WINDOW_INFO_KEY, install_context_windows  # noqa: E402
+
+pytestmark = pytest.mark.integration
 
 CPU = torch.device("cpu")
 FRAMES = 10
