@@ -40,6 +40,8 @@ from motion_core.motion_module import MotionModuleInfo, MotionModuleSet, build_f
 from motion_core.windows import install_context_windows  # noqa: E402
 from motion_core.context import ContextOptions  # noqa: E402
 
+pytestmark = pytest.mark.integration
+
 CPU = torch.device("cpu")
 CONTEXT = 32
 TINY_UNET = {
