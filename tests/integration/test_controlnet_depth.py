@@ -188,3 +188,60 @@ def test_nodes_publish_valid_schemas_with_tooltips(pack_nodes):
             for section in ("required", "optional"):
                 for name, spec in info["input"].get(section, {}).items():
                     assert spec[1].get("tooltip"), f"{info['name']}.{name} has no tooltip"
+
+
+# ---------------------------------------------------------------- the shipped example workflow
+
+WORKFLOW = "depth_guided_animation"
+
+
+def _workflow() -> dict:
+    import json
+    from pathlib import Path
+
+    return json.loads((Path(__file__).resolve().parents[2] / "example_workflows" / f"{WORKFLOW}.json").read_text())
+
+
+def test_depth_workflow_is_a_consistent_ui_save():
+    wf = _workflow()
+    assert wf["version"] == 0.4
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    assert wf["last_node_id"] == max(nodes) and wf["last_link_id"] == max(link[0] for link in wf["links"])
+    for link_id, src, src_slot, dst, dst_slot, kind in wf["links"]:
+        assert link_id in nodes[src]["outputs"][src_slot]["links"]
+        target = nodes[dst]["inputs"][dst_slot]
+        assert target["link"] == link_id and target["type"] == kind == nodes[src]["outputs"][src_slot]["type"]
+    assert any(n["type"] == "Note" and n["widgets_values"][0] for n in wf["nodes"])
+
+
+def test_depth_workflow_converts_and_passes_comfyui_validation(comfy, comfy_pack, tmp_path_factory):
+    import asyncio
+
+    import execution
+    from harness.workflow_convert import convert_workflow
+
+    registered = sys.modules["nodes"].NODE_CLASS_MAPPINGS
+    wf = _workflow()
+    for kind in {n["type"] for n in wf["nodes"] if n["type"].startswith("ADMK_")}:
+        assert kind in registered, f"{kind} is not registered: add its module to nodes/__init__.py NODE_MODULES"
+    # ComfyUI's validator only checks that chosen files exist: small placeholders under the official names,
+    # unless a real stand-in is already installed under that name by another test.
+    placeholder = tmp_path_factory.mktemp("placeholders") / "placeholder.safetensors"
+    placeholder.write_bytes(b"placeholder")
+    dirs = comfy.session_dirs()
+    for folder, name in (("checkpoints", "v1-5-pruned-emaonly-fp16.safetensors"),
+                         ("controlnet", "control_v11f1p_sd15_depth.pth"),
+                         ("animatediff_models", "mm_sd_v15_v2.ckpt")):
+        if not (dirs[folder] / name).exists():
+            comfy.install_model(folder, placeholder, name)
+    (dirs["input"] / "depth_frames").mkdir(exist_ok=True)
+
+    prompt = convert_workflow(wf, comfy.object_info())
+    by_type = {n["class_type"]: n["inputs"] for n in prompt.values()}
+    # the three frame counts of the graph agree
+    assert by_type["ADMK_PromptTravel"]["frames"] == by_type["ADMK_ControlNetDepthSequence"]["frames"] \
+        == by_type["ADMK_SampleAnimation"]["frames"] == 32
+    assert by_type["ADMK_LoadFrames"]["path"] == "depth_frames"
+    valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
+    assert valid, (error, node_errors)
+    assert [prompt[o]["class_type"] for o in outputs] == ["ADMK_SaveAnimation"]
