@@ -34,7 +34,7 @@ def test_core_prompt_runs_and_returns_ui_and_tensors(comfy, ckpt_name):
 def test_same_seed_same_image_other_seed_other_image(comfy, ckpt_name):
     a = comfy.run_prompt(core_image_prompt(ckpt_name, seed=1, prefix="inproc_seed"), fresh=True).output("3")["samples"]
     b = comfy.run_prompt(core_image_prompt(ckpt_name, seed=1, prefix="inproc_seed"), fresh=True).output("3")["samples"]
-    c = comfy.run_prompt(core_image_prompt(ckpt_name, seed=2, prefix="inproc_seed"), fresh=True).output("3")["samples"]
+    c = comfy.run_prompt(core_image_prompt(ckpt_name, seed=2, prefix="inproc_seed")).output("3")["samples"]
     assert torch.equal(a, b)
     assert (a - c).abs().mean() > 0.1
 
@@ -84,3 +84,24 @@ def test_a_broken_custom_node_folder_is_reported_not_swallowed(comfy, tmp_path):
     (broken / "__init__.py").write_text("raise ImportError('needs a thing')\n")
     with pytest.raises(RuntimeError, match="could not load the custom nodes in .*broken_pack"):
         comfy.load_custom_node_dir(broken)
+
+
+def test_standin_controlnet_changes_the_sampled_latent(comfy, ckpt_name):
+    from tools import standins
+
+    cn_name = comfy.install_model("controlnet", standins.cached_controlnet("reduced"))
+    plain = core_image_prompt(ckpt_name, seed=5, prefix="inproc_cn")
+    controlled = core_image_prompt(ckpt_name, seed=5, prefix="inproc_cn")
+    controlled.update({
+        "20": {"class_type": "ControlNetLoader", "inputs": {"control_net_name": cn_name}},
+        "21": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                      "color": 0xFF8000}},
+        "22": {"class_type": "ControlNetApplyAdvanced", "inputs": {
+            "positive": ["6", 0], "negative": ["7", 0], "control_net": ["20", 0], "image": ["21", 0],
+            "strength": 1.0, "start_percent": 0.0, "end_percent": 1.0}},
+    })
+    controlled["3"]["inputs"].update(positive=["22", 0], negative=["22", 1])
+    a = comfy.run_prompt(plain).output("3")["samples"]
+    b = comfy.run_prompt(controlled).output("3")["samples"]
+    assert torch.isfinite(b).all()
+    assert (a - b).abs().mean() > 0.01 * a.abs().mean()  # measured: ~12% of the latent's magnitude

@@ -186,7 +186,8 @@ def _meta_modules(kind: str, layout: str) -> dict[str, torch.nn.Module]:
             taesd = comfy.taesd.taesd.TAESD()
         return {
             "model.diffusion_model.": unet,
-            # SD1.5 files hold the HF CLIPTextModel without text_projection (ComfyUI ignores pooled output there).
+            # Real SD1.5 files hold the HF CLIPTextModel without text_projection; ComfyUI expects that (it logs
+            # the missing projection at debug level only), so the stand-in leaves it out too.
             "cond_stage_model.transformer.text_model.": clip,
             "first_stage_model.": taesd,
         }
@@ -429,6 +430,7 @@ def cached_controlnet(layout: str = "reduced", seed: int = 0, dtype: torch.dtype
 
 def cached_motion_file(manifest_name: str, layout: str = "full", seed: int = 0, dtype: torch.dtype = torch.float16,
                        zero_out: bool = False, ext: str = ".ckpt") -> Path:
+    load_manifest(manifest_name)  # a clear error for an unknown name
     manifest_hash = hashlib.sha256((FORMATS_DIR / f"{manifest_name}.json").read_bytes()).hexdigest()[:12]
     params = {"manifest": manifest_name, "manifest_sha": manifest_hash, "layout": layout, "seed": seed,
               "dtype": _dtype_name(dtype), "zero_out": zero_out}
