@@ -3,6 +3,8 @@ PY := $(CURDIR)/.venv/bin/python
 COMFY := $(CURDIR)/.host/ComfyUI
 PORT ?= 8188
 PYTEST_ARGS ?=
+# What to test (default: the whole suite), e.g. `make test TESTS=tests/test_harness_standins.py`.
+TESTS ?= tests
 
 # No network on test machines: never let Hugging Face libraries wait on a download.
 export HF_HUB_OFFLINE := 1
@@ -16,7 +18,7 @@ setup:
 
 # pytest's exit code passes through unchanged: 5 ("no tests collected") fails the target too.
 test: setup
-	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+	$(PY) -m pytest $(TESTS) -q $(PYTEST_ARGS)
 
 # ComfyUI with this pack (linked into .host/ComfyUI/custom_nodes) on 127.0.0.1:$(PORT), CPU only.
 serve: setup
