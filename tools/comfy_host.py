@@ -31,8 +31,14 @@ def import_comfy() -> Path:
     (this repo has a `nodes/` package, and `python -m pytest` puts the repo root on sys.path).
     """
     root = comfy_root()
-    if str(root) not in sys.path:
+    entries = [os.path.realpath(p or os.getcwd()) for p in sys.path]
+    repo_at = [i for i, p in enumerate(entries) if p == str(REPO_ROOT)]
+    if str(root) not in entries:
         sys.path.insert(0, str(root))
+    elif repo_at and entries.index(str(root)) > repo_at[0]:
+        # Listed, but behind the repo root (whose nodes/ would then shadow ComfyUI's nodes.py): move it ahead.
+        del sys.path[entries.index(str(root))]
+        sys.path.insert(repo_at[0], str(root))
     if "comfy.model_management" not in sys.modules:
         from comfy.cli_args import args
 
