@@ -232,3 +232,21 @@ def test_save_formats_and_ping_pong(comfy, comfy_pack, tmp_path):
         decoded = list(container.decode(video=0))
         assert json.loads(container.metadata["prompt"]) == meta["prompt"]
     assert len(decoded) == 8 and (decoded[0].width, decoded[0].height) == (32, 34)
+
+
+def test_context_options_on_sample_animation_allow_more_frames_than_the_module_sees(comfy, files):
+    prompt = base_prompt(files, frames=34, context=12, prefix="admk_long")
+    for node in ("30", "40"):
+        prompt.pop(node)
+    prompt["41"] = {"class_type": "PreviewAny", "inputs": {"source": ["10", 1]}}
+    module = comfy.run_prompt({"10": prompt["10"], "41": prompt["41"]}).output("10")  # cached for the next run
+    seen = []
+    handle = module.get_submodule("down_blocks.0.motion_modules.0").temporal_transformer.register_forward_hook(
+        lambda m, a, o: seen.append(a[0].shape[0] // 2))  # cond + uncond clips per call
+    prompt["42"] = {"class_type": "PreviewAny", "inputs": {"source": ["20", 0]}}
+    try:
+        result = comfy.run_prompt(prompt)
+    finally:
+        handle.remove()
+    assert result.output("20")["samples"].shape[0] == 34
+    assert seen and max(seen) == 12  # every pass saw one 12-frame window, never the 34 frames
