@@ -22,7 +22,6 @@ table, so SD1.5, SDXL and reduced SD1.5-family UNets are all served by the same 
 from __future__ import annotations
 
 import copy
-import logging
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -40,7 +39,6 @@ from .errors import MotionFormatError
 from .norms import FrameGroupNorm
 from .schedules import SCHEDULES, auto_schedule, betas
 
-log = logging.getLogger(__name__)
 
 KEY = "admk_motion"  # key of every injection / wrapper / callback / attachment this adapter registers
 BETA_SCHEDULES = ("auto", "animatediff_linear", "sd_default", "sdxl", "lcm")
@@ -434,15 +432,13 @@ def motion_attachment(model_patcher) -> Optional[MotionAttachment]:
     return getter(KEY) if getter else None
 
 
-def _context_of(model_patcher, attachment):
-    options = model_patcher.model_options
+def _context_for(model_options: dict, attachment):
+    """The context windows a run will use: ours (Inflate Model / Sample Animation) or core's context handler."""
     if attachment is not None and attachment.context_options is not None:
         return attachment.context_options
     # Core's "Context Windows (Manual)" node; its handler has the same context_length meaning.
-    handler = options.get("context_handler")
-    if handler is not None and hasattr(handler, "context_length"):
-        return handler
-    return None
+    handler = model_options.get("context_handler")
+    return handler if handler is not None and hasattr(handler, "context_length") else None
 
 
 def check_frames(model_patcher, num_frames: int, context=None) -> None:
@@ -450,7 +446,7 @@ def check_frames(model_patcher, num_frames: int, context=None) -> None:
     attachment = motion_attachment(model_patcher)
     if attachment is None:
         return
-    context = context if context is not None else _context_of(model_patcher, attachment)
+    context = context if context is not None else _context_for(model_patcher.model_options, attachment)
     name = f"the {attachment.info.version} motion module"
     if context is not None and not hasattr(context, "windows"):
         # core context handler: only its length matters here
@@ -471,16 +467,9 @@ def check_frames(model_patcher, num_frames: int, context=None) -> None:
 def _frame_check_wrapper(executor, noise, *args, **kwargs):
     """OUTER_SAMPLE wrapper: the frame limit is checked before the first step, whichever sampler node runs."""
     guider = executor.class_obj
-    patcher = guider.model_patcher
-    check_frames(patcher, int(noise.shape[0]), _context_of_options(guider.model_options, motion_attachment(patcher)))
+    attachment = motion_attachment(guider.model_patcher)
+    check_frames(guider.model_patcher, int(noise.shape[0]), _context_for(guider.model_options, attachment))
     return executor(noise, *args, **kwargs)
-
-
-def _context_of_options(model_options, attachment):
-    if attachment is not None and attachment.context_options is not None:
-        return attachment.context_options
-    handler = model_options.get("context_handler")
-    return handler if handler is not None and hasattr(handler, "context_length") else None
 
 
 def _eject_after_run(model_patcher) -> None:
@@ -515,7 +504,8 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
                                  frame_norms=(info.version == "v1"))
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(injection.inject, injection.eject)])
     patched.set_model_forward_timestep_embed_patch((MotionLayer, _motion_layer_handler))
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_tracker(state))
+    if injection.frame_norms:
+        patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_tracker(state))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check_wrapper)
     patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, KEY, _eject_after_run)
 

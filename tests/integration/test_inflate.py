@@ -34,10 +34,9 @@ from comfy.ldm.modules.attention import SpatialTransformer  # noqa: E402
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, UNetModel, Upsample  # noqa: E402
 
 from motion_core import comfy_adapter  # noqa: E402
-from motion_core.comfy_adapter import MotionLayer, check_frames, inflate, unet_slots  # noqa: E402
+from motion_core.comfy_adapter import MotionLayer, check_frames, inflate  # noqa: E402
 from motion_core.errors import MotionFormatError  # noqa: E402
 from motion_core.motion_module import MotionModuleInfo, MotionModuleSet, build_from_state_dict  # noqa: E402
-from motion_core.windows import install_context_windows  # noqa: E402
 from motion_core.context import ContextOptions  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -473,3 +472,23 @@ def test_domain_adapter_patches_the_spatial_attention_with_the_user_scale(patche
     assert torch.equal(patcher.model.diffusion_model.output_blocks[4][1].transformer_blocks[0].attn2.to_k.weight,
                        original)
     assert patcher.patches == {}
+
+
+def test_animatelcm_gets_the_lcm_schedule_and_samples(patcher):
+    mm = MotionModuleSet(TINY_DOWN, TINY_UP, None, 32, "per_frame")
+    _fill(mm, 4)
+    lcm = build_from_state_dict({k: v for k, v in mm.state_dict().items() if not k.endswith("pos_encoder.pe")})
+    assert lcm.info.version == "animatelcm"
+    inflated = inflate(patcher, lcm)
+    sampling = inflated.get_model_object("model_sampling")
+    from comfy_extras.nodes_model_advanced import LCM
+
+    assert isinstance(sampling, LCM) and sampling.sigmas.shape == (50,)
+    # the 50 LCM timesteps are every 20th of the AnimateDiff linear-beta schedule, ending at its last sigma
+    full = inflate(patcher, lcm, beta_schedule="animatediff_linear").get_model_object("model_sampling").sigmas
+    assert torch.equal(sampling.sigmas, full[19::20])
+    pos, neg = conds()
+    latent = torch.zeros(4, 4, 8, 8)
+    out = comfy.sample.sample(inflated, comfy.sample.prepare_noise(latent, 0), 2, 1.0, "lcm", "sgm_uniform", pos, neg,
+                              latent, disable_pbar=True, seed=0)
+    assert torch.isfinite(out).all()
