@@ -174,6 +174,11 @@ def test_load_frames_node_reads_folder_relative_to_input(pack_nodes, comfy):
     assert [round(float(v) * 255 / 40) for v in images.mean(dim=(1, 2, 3))] == [1, 3, 5]
     images, count, _ = node.execute(f'"{folder}"', 0, 1, 4, 16, 16, "crop", 8.0).result  # quoted absolute path
     assert images.shape == (4, 16, 16, 3) and count == 4
+    # ComfyUI re-runs the node when the folder's content changes, not only when its inputs do
+    stamp = node.fingerprint_inputs(path="depth_frames", start_frame=0)
+    assert node.fingerprint_inputs(path="depth_frames", start_frame=0) == stamp
+    cv2.imwrite(str(folder / "d6.png"), np.full((30, 40, 3), 0, np.uint8))
+    assert node.fingerprint_inputs(path="depth_frames", start_frame=0) != stamp
     with pytest.raises(ValueError, match="does not exist"):
         node.execute("no_such_folder", 0, 1, 0, 0, 0, "crop", 8.0)
     with pytest.raises(ValueError, match="needs a path"):
