@@ -186,9 +186,20 @@ def match_slots(model_patcher, motion_module) -> List[Tuple[str, MotionSlot]]:
 # Running the modules
 
 
+FRAMES_KEY = "admk_num_frames"  # transformer_options override for callers outside ComfyUI's sampler (training)
+
+
 def frames_per_cond(x: torch.Tensor, transformer_options: Optional[dict]) -> int:
-    """Frames in one clip: ComfyUI stacks one clip per entry of cond_or_uncond (cond, uncond, area conds...)."""
+    """Frames in one clip: ComfyUI stacks one clip per entry of cond_or_uncond (cond, uncond, area conds...).
+
+    Callers that run the UNet themselves (training: B clips of F frames) set transformer_options[FRAMES_KEY] = F.
+    """
     options = transformer_options or {}
+    if options.get(FRAMES_KEY):
+        frames = int(options[FRAMES_KEY])
+        if x.shape[0] % frames:
+            raise MotionFormatError(f"The UNet got {x.shape[0]} latents, not a whole number of {frames}-frame clips.")
+        return frames
     clips = len(options.get("cond_or_uncond") or ()) or 1
     if x.shape[0] % clips:
         raise MotionFormatError(

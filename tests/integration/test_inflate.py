@@ -492,3 +492,25 @@ def test_animatelcm_gets_the_lcm_schedule_and_samples(patcher):
     out = comfy.sample.sample(inflated, comfy.sample.prepare_noise(latent, 0), 2, 1.0, "lcm", "sgm_uniform", pos, neg,
                               latent, disable_pbar=True, seed=0)
     assert torch.isfinite(out).all()
+
+
+def test_callers_outside_the_sampler_can_state_the_clip_length(patcher, motion):
+    """Training runs the UNet on B clips of F frames without the sampler: it passes the patcher's
+    transformer_options (they carry the motion layers' patch) plus the clip length."""
+    inflated = inflate(patcher, motion, beta_schedule="sd_default")
+    seen = []
+    h = motion.get_submodule("mid_block.motion_modules.0").temporal_transformer.register_forward_hook(
+        lambda m, a, o: seen.append(a[1] if len(a) > 1 else None))
+    comfy.model_management.load_models_gpu([inflated])
+    try:
+        x = torch.randn(6, 4, 8, 8)
+        t = torch.full((6,), 5.0)
+        ctx = torch.randn(6, 77, CONTEXT)
+        options = {**inflated.model_options["transformer_options"], comfy_adapter.FRAMES_KEY: 3}
+        out = inflated.model.apply_model(x, t, c_crossattn=ctx, transformer_options=options)
+        assert out.shape == x.shape
+        assert seen == [3]  # two clips of three frames, not one clip of six
+    finally:
+        h.remove()
+        inflated.eject_model()
+    assert not any(isinstance(m, MotionLayer) for m in patcher.model.modules())
