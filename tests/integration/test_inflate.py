@@ -13,16 +13,15 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
-COMFY_ROOT = REPO / ".host" / "ComfyUI"
-if not COMFY_ROOT.is_dir():
+if not (REPO / ".host" / "ComfyUI").is_dir():
     pytest.skip("in-process ComfyUI not built (run scripts/setup_host.sh)", allow_module_level=True)
-for p in (str(REPO), str(COMFY_ROOT)):
+for p in (str(REPO / "tests"), str(REPO)):
     if p not in sys.path:
-        sys.path.insert(0, p)
+        sys.path.append(p)
 
-from comfy.cli_args import args  # noqa: E402
+from harness.comfy_inprocess import bootstrap  # noqa: E402
 
-args.cpu = True
+bootstrap()  # ComfyUI's import order (args.cpu, utils.extra_config, nodes), shared with every other test
 import comfy.model_management  # noqa: E402
 import comfy.model_patcher  # noqa: E402
 import comfy.model_sampling  # noqa: E402
