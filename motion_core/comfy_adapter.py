@@ -253,8 +253,9 @@ class _WeightCache:
     """The motion weights on the device/dtype the UNet computes in, made on first use and never written back.
 
     When the user's module already has that device and dtype it is used as is (no copy; training relies on
-    this to get gradients into its own module). Copies on an accelerator are dropped when the UNet is
-    unloaded, so VRAM is not held between runs; CPU copies are kept.
+    this to get gradients into its own module). Copies on an accelerator live as long as ComfyUI keeps the
+    UNet loaded (it ejects our layers after every run, so keeping the copy avoids re-uploading the weights)
+    and are dropped when ComfyUI detaches the model to free memory; CPU copies are kept.
     """
 
     def __init__(self, motion_module: nn.Module):
@@ -339,7 +340,6 @@ class _MotionInjection:
                     del container[i]
                     break
         self.inserted.clear()
-        self.weights.drop_accelerator_copies()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -519,6 +519,8 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_tracker(state))
     patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check_wrapper)
     patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, KEY, _eject_after_run)
+    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, KEY,
+                                  lambda _patcher, _unpatch_all: injection.weights.drop_accelerator_copies())
 
     sampling = model_sampling_for(patched, schedule)
     if sampling is not None:

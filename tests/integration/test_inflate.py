@@ -513,3 +513,14 @@ def test_callers_outside_the_sampler_can_state_the_clip_length(patcher, motion):
         h.remove()
         inflated.eject_model()
     assert not any(isinstance(m, MotionLayer) for m in patcher.model.modules())
+
+
+def test_accelerator_weight_copies_are_dropped_when_comfyui_detaches_the_model(patcher, motion):
+    inflated = inflate(patcher, motion)
+    cache = inflated.injections[comfy_adapter.KEY][0].inject.__self__.weights
+    meta = cache.get(torch.device("meta"), torch.float16)  # stands in for a GPU copy
+    assert next(meta.parameters()).device.type == "meta" and len(cache.copies) == 1
+    run(inflated, frames=2, steps=1)
+    assert len(cache.copies) == 1  # kept across runs while the model stays loaded
+    inflated.detach()  # what ComfyUI does when it unloads the model to free memory
+    assert cache.copies == {}
