@@ -40,6 +40,7 @@ class FrameGroupNorm(nn.Module):
         frames = self.frames_fn()
         if not frames or frames <= 1:
             return self.gn(x)
-        weight = self.gn.weight.to(x.dtype) if self.gn.weight is not None else None
-        bias = self.gn.bias.to(x.dtype) if self.gn.bias is not None else None
+        # lowvram offloading can leave the norm's weights on another device than x
+        weight = self.gn.weight.to(device=x.device, dtype=x.dtype) if self.gn.weight is not None else None
+        bias = self.gn.bias.to(device=x.device, dtype=x.dtype) if self.gn.bias is not None else None
         return group_norm_across_frames(x, frames, self.gn.num_groups, weight, bias, self.gn.eps)

@@ -108,3 +108,11 @@ def test_domain_adapter_maps_onto_comfyui_unet_names():
     assert "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn1.to_out.0.weight" in patches
     with pytest.raises(MotionFormatError, match="SD1.5 UNets only"):
         adapter.comfy_lora_patches(unet_keys=["diffusion_model.input_blocks.1.1.proj_in.weight"])
+
+
+def test_merged_set_shares_untouched_weights(v2):
+    merged = merged_motion_module(v2, [(_lora(1), 1.0)])
+    base = dict(v2.named_parameters())
+    shared = [n for n, p in merged.named_parameters() if p.data_ptr() == base[n].data_ptr()]
+    assert f"{ATT}.to_q.weight" not in shared and f"{ATT}.to_out.0.bias" in shared
+    assert len(shared) == len(base) - 168  # only the 168 LoRA targets are new tensors
