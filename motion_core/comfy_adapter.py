@@ -1,7 +1,7 @@
 """The one place that touches ComfyUI: put a MotionModuleSet into a ComfyUI UNet without changing the user's model.
 
 `inflate(model_patcher, motion_module, ...)` returns a *clone* of the ModelPatcher; the user's MODEL and
-MOTION_MODULE are never modified. Everything goes through ComfyUI's own patcher mechanisms, so unloading,
+ADMK_MOTION_MODULE are never modified. Everything goes through ComfyUI's own patcher mechanisms, so unloading,
 model switching, other packs and interrupted runs behave like any core model patch:
 
 - `set_injections`: a `MotionLayer` is inserted into `input_blocks[k]` / `middle_block` / `output_blocks[k]`
@@ -499,7 +499,8 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
     if motion_attachment(model_patcher) is not None:
         raise MotionFormatError(
             "This MODEL already has a motion module (it went through Inflate Model before). Connect the "
-            "un-inflated MODEL from the checkpoint loader (apply MotionLoRAs to the MOTION_MODULE instead).")
+            "un-inflated MODEL from the checkpoint loader (apply MotionLoRAs to the motion module with Apply "
+            "MotionLoRA instead).")
     pairs = match_slots(model_patcher, motion_module)
     schedule = resolve_beta_schedule(beta_schedule, motion_module)
     info = motion_module.info

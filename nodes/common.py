@@ -8,8 +8,10 @@ from comfy_api.v0_0_2 import io
 
 CATEGORY = "AnimateDiff MotionKit"
 
-# Our own type names (the popular pack's MOTION_MODEL_ADE / CONTEXT_OPTIONS are never reused).
-MotionModule = io.Custom("MOTION_MODULE")
+# Our own type names, all ADMK_-prefixed: AnimateDiff-Evolved uses MOTION_MODEL_ADE / CONTEXT_OPTIONS /
+# MOTION_LORA and ArtVentureX's comfyui-animatediff uses MOTION_MODULE; a shared name would let the editor
+# connect one pack's object to the other pack's node.
+MotionModule = io.Custom("ADMK_MOTION_MODULE")
 ContextOptions = io.Custom("ADMK_CONTEXT_OPTIONS")
 
 # Folder names shared with the most used AnimateDiff pack, so files users already have are found.

@@ -1,4 +1,4 @@
-"""Inflate Model: MODEL + MOTION_MODULE -> a MODEL that animates (a patched clone; the input MODEL is unchanged)."""
+"""Inflate Model: MODEL + ADMK_MOTION_MODULE -> a MODEL that animates (a patched clone; the input MODEL is unchanged)."""
 from __future__ import annotations
 
 from comfy_api.v0_0_2 import io

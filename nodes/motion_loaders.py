@@ -1,4 +1,4 @@
-"""Load Motion Module and Apply MotionLoRA: files -> MOTION_MODULE (no maths here; motion_core does it)."""
+"""Load Motion Module and Apply MotionLoRA: files -> ADMK_MOTION_MODULE (no maths here; motion_core does it)."""
 from __future__ import annotations
 
 import logging

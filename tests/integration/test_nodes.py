@@ -84,7 +84,7 @@ def test_nodes_are_registered_with_tooltips_on_every_input(comfy, comfy_pack):
         for section in ("required", "optional"):
             for name, spec in node["input"].get(section, {}).items():
                 assert len(spec) > 1 and spec[1].get("tooltip"), f"{node_id}.{name} has no tooltip"
-    assert info["ADMK_LoadMotionModule"]["output"] == ["MOTION_MODULE", "STRING"]
+    assert info["ADMK_LoadMotionModule"]["output"] == ["ADMK_MOTION_MODULE", "STRING"]
     assert info["ADMK_InflateModel"]["input"]["optional"]["context_options"][0] == "ADMK_CONTEXT_OPTIONS"
     assert info["ADMK_SaveAnimation"]["output_node"] is True
 

@@ -60,6 +60,22 @@ def test_workflow_converts_and_passes_comfyui_validation(comfy, installed, name)
     assert [prompt[o]["class_type"] for o in outputs] == ["ADMK_SaveAnimation"]
 
 
+@pytest.mark.parametrize("name", MINE + ("depth_guided_animation",))
+def test_workflow_link_types_are_the_types_the_nodes_publish(installed, name):
+    # The editor only connects sockets of equal type: a stale type string (e.g. after a type rename) would make
+    # the saved links disagree with the nodes as they load.
+    wf = load(name)
+    nodes = {n["id"]: n for n in wf["nodes"]}
+    for link_id, src, src_slot, dst, dst_slot, kind in wf["links"]:
+        published = installed[nodes[src]["type"]]["output"][src_slot]
+        assert kind == published, f"link {link_id}: {kind} but {nodes[src]['type']} outputs {published}"
+        if nodes[dst]["type"].startswith("ADMK_"):
+            spec = installed[nodes[dst]["type"]]["input"]
+            name_ = nodes[dst]["inputs"][dst_slot]["name"]
+            want = {**spec.get("required", {}), **spec.get("optional", {})}[name_][0]
+            assert kind == want, f"link {link_id}: {kind} into {nodes[dst]['type']}.{name_} ({want})"
+
+
 def test_the_four_workflows_cover_what_the_docs_promise():
     kinds = {name: {n["type"]: n.get("widgets_values") for n in load(name)["nodes"]} for name in MINE}
     assert kinds["txt2anim_sd15_v2"]["ADMK_LoadMotionModule"] == ["mm_sd_v15_v2.ckpt"]
