@@ -524,3 +524,22 @@ def test_accelerator_weight_copies_are_dropped_when_comfyui_detaches_the_model(p
     assert len(cache.copies) == 1  # kept across runs while the model stays loaded
     inflated.detach()  # what ComfyUI does when it unloads the model to free memory
     assert cache.copies == {}
+
+
+def test_models_that_already_carry_core_loras_keep_them(patcher):
+    """A MODEL from core LoraLoader (weight patches on the clone) animates with its LoRA applied."""
+    from comfy.weight_adapter.lora import LoRAAdapter
+
+    g = torch.Generator().manual_seed(21)
+    key = "diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"
+    w = dict(patcher.model.named_parameters())[key]
+    up, down = torch.randn(w.shape[0], 4, generator=g), torch.randn(4, w.shape[1], generator=g)
+    lora_model = patcher.clone()
+    assert lora_model.add_patches({key: LoRAAdapter(set(), (up, down, None, None, None, None))}, 1.0) == [key]
+    identity = tiny_motion_module(zero_out=True)
+    plain = run(patcher, frames=3, steps=2, seed=4)
+    with_lora = run(lora_model, frames=3, steps=2, seed=4)
+    animated = run(inflate(lora_model, identity, beta_schedule="sd_default"), frames=3, steps=2, seed=4)
+    assert not torch.equal(with_lora, plain)  # the LoRA matters...
+    assert torch.equal(animated, with_lora)   # ...and survives inflation (identity motion => same frames)
+    assert patcher.patches == {}              # the user's MODEL never got the LoRA
