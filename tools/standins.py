@@ -422,9 +422,11 @@ def cached_sd15_checkpoint(layout: str = "reduced", seed: int = 0, dtype: torch.
                    lambda p: build_sd15_checkpoint(p, layout, seed, dtype))
 
 
-def cached_controlnet(layout: str = "reduced", seed: int = 0, dtype: torch.dtype = torch.float16) -> Path:
+def cached_controlnet(layout: str = "reduced", seed: int = 0, dtype: torch.dtype = torch.float16,
+                      ext: str = ".safetensors") -> Path:
+    """`ext` ".pth"/".ckpt" gives a torch.save pickle of the same tensors (as the official .pth ControlNets are)."""
     params = {"layout": layout, "seed": seed, "dtype": _dtype_name(dtype)}
-    return _cached(f"controlnet_sd15_{layout}_s{seed}", ".safetensors", "controlnet", params,
+    return _cached(f"controlnet_sd15_{layout}_s{seed}", ext, "controlnet", params,
                    lambda p: build_controlnet(p, seed, layout, dtype))
 
 

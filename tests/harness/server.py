@@ -25,7 +25,7 @@ import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from tools.comfy_host import PACK_DIR_NAME, REPO_ROOT, comfy_root
 
@@ -178,6 +178,13 @@ class ComfyServer:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def import_failures(self) -> list[str]:
+        """Log lines in which ComfyUI reports a pack in this server's custom_nodes that failed to import
+        (core's own optional extras, e.g. audio nodes without torchaudio, are not counted)."""
+        packs = str(self.base_dir / "custom_nodes")
+        return [line for line in self.log_text().splitlines()
+                if packs in line and ("IMPORT FAILED" in line or "module for custom nodes" in line)]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -199,16 +206,20 @@ class ComfyServer:
         self.stop()
 
 
-def prepare_base_dir(base_dir: Path) -> Path:
-    """Lay out a ComfyUI base directory with this pack linked into custom_nodes; returns the extra
+def prepare_base_dir(base_dir: Path, extra_custom_nodes: Mapping[str, str | os.PathLike] | None = None) -> Path:
+    """Lay out a ComfyUI base directory with this pack linked into custom_nodes (and every
+    `extra_custom_nodes` {folder name: pack dir}, e.g. other packs to test side by side); returns the extra
     model paths YAML that also registers the AnimateDiff folders (in case the pack is not loaded)."""
     for sub in ("input", "output", "temp", "user", "custom_nodes"):
         (base_dir / sub).mkdir(parents=True, exist_ok=True)
     for folder in MODEL_FOLDERS:
         (base_dir / "models" / folder).mkdir(parents=True, exist_ok=True)
-    link = base_dir / "custom_nodes" / PACK_DIR_NAME
-    if not link.exists():
-        link.symlink_to(REPO_ROOT, target_is_directory=True)
+    packs = {PACK_DIR_NAME: REPO_ROOT}
+    packs.update({name: Path(source).resolve() for name, source in (extra_custom_nodes or {}).items()})
+    for name, source in packs.items():
+        link = base_dir / "custom_nodes" / name
+        if not link.exists():
+            link.symlink_to(source, target_is_directory=True)
     yaml_path = base_dir / "extra_model_paths.yaml"
     lines = ["admk_tests:", f"  base_path: {base_dir / 'models'}"]
     lines += [f"  {folder}: {folder}/" for folder in MODEL_FOLDERS]
@@ -217,12 +228,14 @@ def prepare_base_dir(base_dir: Path) -> Path:
 
 
 def start_server(base_dir: str | os.PathLike | None = None, port: int | None = None, timeout: float = 240,
-                 extra_args: tuple[str, ...] = (), python: str | None = None) -> ComfyServer:
-    """Start `main.py --cpu` on 127.0.0.1 with its own base directory; returns once /system_stats answers."""
+                 extra_args: tuple[str, ...] = (), python: str | None = None,
+                 extra_custom_nodes: Mapping[str, str | os.PathLike] | None = None) -> ComfyServer:
+    """Start `main.py --cpu` on 127.0.0.1 with its own base directory; returns once /system_stats answers.
+    `extra_custom_nodes` ({folder name: pack dir}) are linked into custom_nodes next to this pack."""
     root = comfy_root()
     owns_base = base_dir is None
     base = Path(base_dir) if base_dir is not None else Path(tempfile.mkdtemp(prefix="admk-server-"))
-    yaml_path = prepare_base_dir(base)
+    yaml_path = prepare_base_dir(base, extra_custom_nodes)
     log_path = base / "server.log"
     last_error: Exception | None = None
     for _attempt in range(3):  # a free port can be taken by someone else before the server binds it
