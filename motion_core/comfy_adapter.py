@@ -443,30 +443,36 @@ def motion_attachment(model_patcher) -> Optional[MotionAttachment]:
     return getter(KEY) if getter else None
 
 
-def _context_for(model_options: dict, attachment):
-    """The context windows a run will use: ours (Inflate Model / Sample Animation) or core's context handler."""
-    if attachment is not None and attachment.context_options is not None:
-        return attachment.context_options
-    # Core's "Context Windows (Manual)" node; its handler has the same context_length meaning.
-    handler = model_options.get("context_handler")
-    return handler if handler is not None and hasattr(handler, "context_length") else None
+CORE_CONTEXT_HANDLER = "context_handler"  # model_options key of core's "Context Windows (Manual)" node
 
 
-def check_frames(model_patcher, num_frames: int, context=None) -> None:
-    """Raise MotionFormatError before sampling when one pass would see more frames than the module can."""
+def refuse_core_context_windows(model_options: dict) -> None:
+    """Raise MotionFormatError when core's context windows are set on an animating model.
+
+    Core 0.3.75's IndexListContextHandler (node "Context Windows (Manual)") slices the latents but not the
+    per-frame conditioning (it only subsets model_conds tensors with fewer dims than its dim, i.e. never at
+    dim 0) nor the ControlNet hints, so every window is driven by the prompts and hints of the first frames,
+    and batch-mismatched conds can fail inside the UNet. Our windows (ADMK_ContextOptions) slice all of them.
+    """
+    if model_options.get(CORE_CONTEXT_HANDLER) is None:
+        return
+    raise MotionFormatError(
+        "The MODEL went through core's \"Context Windows (Manual)\" node, which does not work with AnimateDiff: "
+        "its windows do not slice per-frame prompts (Prompt Travel) or ControlNet hints, so every window would "
+        "get the first frames' conditioning (or sampling fails). Remove that node and connect this pack's Context "
+        "Options node (ADMK_ContextOptions) to Sample Animation or Inflate Model instead.")
+
+
+def check_frames(model_patcher, num_frames: int, context=None, model_options: Optional[dict] = None) -> None:
+    """Raise MotionFormatError before sampling when one pass would see more frames than the module can, or when
+    core's context windows are set on the model. `context`: our ContextOptions for this run (default: the ones
+    given to Inflate Model); `model_options`: the options the sampler runs with (default: the patcher's)."""
     attachment = motion_attachment(model_patcher)
     if attachment is None:
         return
-    context = context if context is not None else _context_for(model_patcher.model_options, attachment)
+    refuse_core_context_windows(model_patcher.model_options if model_options is None else model_options)
+    context = context if context is not None else attachment.context_options
     name = f"the {attachment.info.version} motion module"
-    if context is not None and not hasattr(context, "windows"):
-        # core context handler: only its length matters here
-        length = int(context.context_length)
-        if length > attachment.max_frames:
-            raise MotionFormatError(
-                f"The context window length {length} is longer than the {attachment.max_frames} frames {name} "
-                f"can see at once. Set context_length to {attachment.max_frames} or less.")
-        return
     try:
         check_context_fits(attachment.max_frames, context, int(num_frames), module_name=name)
     except MotionFormatError:
@@ -478,8 +484,7 @@ def check_frames(model_patcher, num_frames: int, context=None) -> None:
 def _frame_check_wrapper(executor, noise, *args, **kwargs):
     """OUTER_SAMPLE wrapper: the frame limit is checked before the first step, whichever sampler node runs."""
     guider = executor.class_obj
-    attachment = motion_attachment(guider.model_patcher)
-    check_frames(guider.model_patcher, int(noise.shape[0]), _context_for(guider.model_options, attachment))
+    check_frames(guider.model_patcher, int(noise.shape[0]), model_options=guider.model_options)
     return executor(noise, *args, **kwargs)
 
 
@@ -496,6 +501,7 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
     """
     if getattr(motion_module, "info", None) is None:
         raise MotionFormatError("The motion module has no detected version/base: load it with Load Motion Module.")
+    refuse_core_context_windows(model_patcher.model_options)
     if motion_attachment(model_patcher) is not None:
         raise MotionFormatError(
             "This MODEL already has a motion module (it went through Inflate Model before). Connect the "

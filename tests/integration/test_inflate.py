@@ -405,6 +405,36 @@ def test_frame_limit_error_before_any_unet_call(patcher):
         inflate(patcher, short, context_options=ContextOptions(length=12, overlap=2))
 
 
+def core_context_windows(model, length: int = 8, overlap: int = 2):
+    """What core's "Context Windows (Manual)" node returns for `model` (a clone with model_options["context_handler"])."""
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+
+    return ContextWindowsManualNode.execute(model, length, overlap, "standard_uniform", 1, False, "pyramid", 0).result[0]
+
+
+def test_core_context_windows_on_an_animating_model_are_refused_before_sampling(patcher, motion):
+    # after Inflate Model: refused by the frame check, before any UNet call, whichever sampler runs
+    windowed = core_context_windows(inflate(patcher, motion, beta_schedule="sd_default"))
+    calls = []
+    windowed.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "count",
+                                  lambda executor, *a, **k: calls.append(1) or executor(*a, **k))
+    with pytest.raises(MotionFormatError, match=r"Context Windows \(Manual\).*ADMK_ContextOptions"):
+        check_frames(windowed, 4)
+    with pytest.raises(MotionFormatError, match="ADMK_ContextOptions"):
+        run(windowed, frames=12, steps=1)
+    with pytest.raises(MotionFormatError, match="ADMK_ContextOptions"):
+        run(windowed, frames=4, steps=1)  # even a clip that fits one window: the windows are set, so refuse
+    assert calls == []
+    # before Inflate Model: refused by Inflate Model itself, the user's model left as it was
+    core_first = core_context_windows(patcher)
+    options_before = dict(core_first.model_options)
+    with pytest.raises(MotionFormatError, match="ADMK_ContextOptions"):
+        inflate(core_first, motion)
+    assert core_first.model_options == options_before and comfy_adapter.motion_attachment(core_first) is None
+    # a plain image model keeps core's windows (nothing to refuse without a motion module)
+    assert run(core_context_windows(patcher, length=2, overlap=0), frames=2, steps=1).shape[0] == 2
+
+
 def test_context_windows_from_inflate_let_long_clips_sample(patcher):
     short = tiny_motion_module(pe_len=8)
     inflated = inflate(patcher, short, beta_schedule="sd_default", context_options=ContextOptions(length=8, overlap=4))

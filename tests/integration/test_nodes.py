@@ -138,6 +138,21 @@ def test_frame_limit_is_refused_before_sampling(comfy, files):
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
 
+def test_core_context_windows_after_inflate_are_refused_naming_our_node(comfy, files):
+    prompt = base_prompt(files, frames=12, prefix="admk_core_windows")
+    prompt["13"] = {"class_type": "ContextWindowsManual", "inputs": {
+        "model": ["12", 0], "context_length": 8, "context_overlap": 2, "context_schedule": "standard_uniform",
+        "context_stride": 1, "closed_loop": False, "fuse_method": "pyramid", "dim": 0}}
+    prompt["20"]["inputs"]["model"] = ["13", 0]
+    with pytest.raises(comfy.PromptExecutionError) as err:
+        comfy.run_prompt(prompt)
+    assert err.value.node_type == "ADMK_SampleAnimation"
+    assert type(err.value.original).__name__ == "MotionFormatError"
+    assert "ADMK_ContextOptions" in str(err.value.original)
+    progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
+    assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
+
+
 def test_motion_loras_compose_without_touching_the_loaded_module(comfy, files):
     prompt = base_prompt(files, loras=(("lora_a", 1.0), ("lora_b", 0.5)))
     for node in ("20", "30", "40", "12"):
