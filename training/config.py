@@ -38,6 +38,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     checkpoint: str = ""  # SD1.5-family checkpoint loaded with ComfyUI's load_checkpoint_guess_config
+    text_embeddings: str = ""  # safetensors of caption embeddings (TextCache format); used before/without CLIP
     comfyui_root: str = ""  # ComfyUI folder; "" = $COMFYUI_ROOT, the ComfyUI holding this pack, or .host/ComfyUI
     motion_module: str = ""  # motion stage: optional init; motionlora stage: the (frozen) module the LoRA adapts
     motion_layout: str = "auto"  # motion stage without init: "auto" = one module per res block matching the base

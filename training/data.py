@@ -186,7 +186,7 @@ class ClipDataset(torch.utils.data.Dataset):
             x = latents[ids]
             if flip:  # conv VAEs are close to flip-equivariant, so flipping latents stands in for flipping frames
                 x = torch.flip(x, dims=[-1])
-            return {"latents": x.float(), "caption": caption, "index": idx}
+            return {"latents": x.float(), "caption": caption, "index": idx, "sample": int(k)}
         if self.camera_motions:
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
             if entry.is_still or entry.num_frames == 1:
@@ -199,7 +199,7 @@ class ClipDataset(torch.utils.data.Dataset):
             clip = np.stack([resize_center_crop(f, self.size) for f in read_frames(entry.path, ids)])
         if flip:
             clip = hflip(clip)
-        return {"pixels": to_tensor_range(clip), "caption": caption, "index": idx}
+        return {"pixels": to_tensor_range(clip), "caption": caption, "index": idx, "sample": int(k)}
 
     def _cached(self, entry: Entry) -> torch.Tensor:
         from safetensors.torch import load_file
@@ -231,7 +231,8 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
 
 def collate(items: List[dict]) -> dict:
-    out = {"caption": [it["caption"] for it in items], "index": torch.tensor([it["index"] for it in items])}
+    out = {"caption": [it["caption"] for it in items], "index": torch.tensor([it["index"] for it in items]),
+           "sample": torch.tensor([it["sample"] for it in items])}
     key = "latents" if "latents" in items[0] else "pixels"
     out[key] = torch.stack([it[key] for it in items])
     return out

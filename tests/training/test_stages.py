@@ -1,0 +1,278 @@
+"""The three training stages on a tiny in-process SD1.5-structured UNet: what trains, what stays frozen,
+that the loss falls, that outputs load with motion_core's loaders, and that resuming continues exactly."""
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_tiny_base
+from training import config as tconfig
+from training.data import Entry
+from training.train import Trainer
+
+FORMATS = os.path.join(os.path.dirname(__file__), "..", "data", "formats")
+
+
+def _cfg(stage, root, out, *extra):
+    return tconfig.load_config(None, [f"data.root={root}", "data.frames=4", "data.stride=2", "data.size=32",
+                                      "optim.batch_size=2", "optim.max_steps=3", f"run.output_dir={out}",
+                                      "run.sample_every=0", "run.log_every=1", "run.progress=false",
+                                      "model.adapter_rank=4", "model.motion_lora_rank=4", *extra], stage=stage)
+
+
+@pytest.fixture(scope="module")
+def motion_file(tmp_path_factory):
+    """A motion module for the tiny UNet with an open residual branch (a new one is the identity, which
+    would hide what a MotionLoRA does)."""
+    from motion_core import save_state_dict
+    from training.stages import new_motion_module
+
+    mm = new_motion_module(make_tiny_base().patcher.model.diffusion_model, 32, seed=1)
+    g = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for name, p in mm.named_parameters():
+            if "proj_out" in name:
+                p.copy_(torch.randn(p.shape, generator=g) * 0.1)
+    path = str(tmp_path_factory.mktemp("mm") / "tiny_mm.safetensors")
+    save_state_dict(mm.state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def still_images(tmp_path_factory):
+    from training import synthetic
+
+    root = tmp_path_factory.mktemp("stills")
+    synthetic.make_synthetic_set(str(root), videos_per_prompt=0, size=32, colours=["red", "blue"], shapes=["circle"],
+                                 directions=[], stills_per_prompt=1, seed=3)
+    return root
+
+
+def _unet_snapshot(base):
+    return {k: v.detach().clone() for k, v in base.patcher.model.diffusion_model.state_dict().items()}
+
+
+def _assert_unet_untouched(base, snapshot):
+    now = base.patcher.model.diffusion_model.state_dict()
+    assert set(now) == set(snapshot), "modules were left in the UNet"
+    changed = [k for k in snapshot if not torch.equal(now[k], snapshot[k])]
+    assert not changed, f"frozen base weights changed: {changed[:3]}"
+    assert not any(p.requires_grad for p in base.patcher.model.parameters())
+
+
+def test_motion_stage_trains_only_the_motion_module(toy_videos, tmp_path):
+    from motion_core import load_motion_module
+
+    base = make_tiny_base()
+    before = _unet_snapshot(base)
+    trainer = Trainer(_cfg("motion", toy_videos, tmp_path, "optim.lr=1e-3"), base=base)
+    mm = trainer.stage.trainables
+    init = {k: v.clone() for k, v in mm.state_dict().items()}
+    seen = {}
+
+    original_loss = trainer.loss
+
+    def spying_loss(batch):  # what requires grad while the UNet is patched for training
+        unet = trainer.stage.patcher.model.diffusion_model
+        seen["trainable"] = {n for n, p in unet.named_parameters() if p.requires_grad}
+        return original_loss(batch)
+
+    trainer.loss = spying_loss
+    result = trainer.train()
+    assert seen["trainable"] and all(".motion_modules." in n or "module." in n for n in seen["trainable"])
+    assert len(seen["trainable"]) == sum(1 for _ in mm.parameters())
+    _assert_unet_untouched(base, before)
+    assert result["steps"] == 3 and len(result["losses"]) == 3
+    assert not torch.equal(mm.state_dict()[next(k for k in init if k.endswith("proj_out.weight"))],
+                           init[next(k for k in init if k.endswith("proj_out.weight"))])
+
+    loaded = load_motion_module(result["output"])
+    saved = loaded.state_dict()
+    assert set(saved) == set(mm.state_dict()) and not any(k.startswith("module.") for k in saved)
+    assert any(k.endswith("pos_encoder.pe") for k in saved)
+    assert all(torch.equal(saved[k], v.float()) for k, v in mm.state_dict().items())
+    assert loaded.info.version == "v3" and loaded.info.base == "sd15"
+    assert len(loaded.locations()) == 10  # 2 levels x (2 down + 3 up) for the tiny UNet
+    rows = [json.loads(line) for line in open(tmp_path / "train_log.jsonl")]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+
+
+def test_new_motion_module_starts_as_the_image_model(toy_videos):
+    """Zero-initialised proj_out: the inflated UNet computes exactly what the base UNet computes."""
+    from training.diffusion import predict_eps
+    from training.stages import new_motion_module
+
+    base = make_tiny_base()
+    unet = base.patcher.model.diffusion_model
+    mm = new_motion_module(unet, 32)
+    from motion_core.comfy_adapter import inflate
+
+    x = torch.randn(6, 4, 4, 4)
+    t = torch.full((6,), 500)
+    ctx = torch.randn(6, 77, 32)
+    with torch.no_grad():
+        plain = predict_eps(base.patcher, x, t, ctx, clips=2)
+        patched = inflate(base.patcher, mm, beta_schedule="sd_default")
+        patched.patch_model()
+        try:
+            assert sum(1 for m in unet.modules() if type(m).__name__ == "MotionLayer") == len(mm.locations())
+            inflated = predict_eps(patched, x, t, ctx, clips=2)
+        finally:
+            patched.unpatch_model()
+    assert torch.allclose(plain, inflated, atol=1e-6)
+
+
+class _FixedBatch(torch.utils.data.Dataset):
+    """Always the same clip with the same sample number, hence the same noise and timestep every step."""
+
+    def __init__(self, item):
+        self.item = item
+        self.entries = [Entry("fixed", item["caption"], 4)]
+
+    def __getitem__(self, k):
+        return dict(self.item)
+
+
+@pytest.mark.parametrize("stage", ["adapter", "motion", "motionlora"])
+def test_loss_falls_on_a_fixed_batch(stage, toy_videos, still_images, motion_file, tmp_path):
+    from training.data import build_dataset
+
+    extra = {"adapter": ["optim.lr=1e-2"], "motion": ["optim.lr=1e-2"],
+             "motionlora": ["optim.lr=1e-2", f"model.motion_module={motion_file}", "data.camera_motion=zoom_in",
+                            f"data.root={still_images}"]}[stage]
+    cfg = _cfg(stage, toy_videos, tmp_path, "optim.max_steps=10", "data.empty_prompt_prob=0", "optim.seed=5", *extra)
+    trainer = Trainer(cfg, base=make_tiny_base())
+    item = build_dataset(cfg.data, 0, frames=trainer.stage.frames)[0]
+    item["sample"] = 123
+    losses = trainer.train(dataset=_FixedBatch(item))["losses"]
+    assert np.mean(losses[-3:]) < 0.9 * np.mean(losses[:3]), losses
+
+
+def test_motionlora_leaves_the_module_alone_and_saves_official_keys(still_images, motion_file, tmp_path):
+    from motion_core import load_motion_lora, load_motion_module, merged_motion_module
+
+    base = make_tiny_base()
+    before = _unet_snapshot(base)
+    original = load_motion_module(motion_file)
+    cfg = _cfg("motionlora", still_images, tmp_path, f"model.motion_module={motion_file}", "optim.lr=1e-2",
+               "data.camera_motion=zoom_in,pan_left")
+    trainer = Trainer(cfg, base=base)
+    result = trainer.train()
+    _assert_unet_untouched(base, before)
+    # the loaded file's module and the file itself are unchanged
+    assert all(torch.equal(a, b) for a, b in zip(original.state_dict().values(),
+                                                  load_motion_module(motion_file).state_dict().values()))
+    trained = trainer.stage.motion_module
+    for name, p in trained.named_parameters():
+        assert ("lora" in name or "parametrizations" in name) or not p.requires_grad
+
+    from safetensors import safe_open
+
+    with safe_open(result["output"], "pt") as f:
+        keys = list(f.keys())
+        shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys}
+    n_modules = len(original.locations())
+    assert len(keys) == n_modules * 2 * 4 * 2  # modules x attention blocks x q/k/v/out x down/up
+    for k in keys:
+        assert ".temporal_transformer.transformer_blocks.0.attention_blocks." in k and ".processor.to_" in k
+        c = original.get_submodule(k.split(".temporal_transformer")[0]).channels
+        assert shapes[k] == ((4, c) if k.endswith("down.weight") else (c, 4))
+    lora = load_motion_lora(result["output"])
+    assert lora.check_fits(original).summary().startswith(f"applied to {len(keys) // 2} of {len(keys) // 2}")
+    merged = merged_motion_module(original, [(lora, 1.0)])
+    q = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"
+    assert torch.allclose(merged.state_dict()[q], trained.get_submodule(q.rsplit(".", 1)[0]).weight, atol=1e-6)
+    assert not torch.equal(merged.state_dict()[q], original.state_dict()[q])
+
+
+def test_adapter_stage_trains_spatial_lora_only(toy_videos, tmp_path):
+    from motion_core import load_domain_adapter
+
+    base = make_tiny_base()
+    before = _unet_snapshot(base)
+    result = Trainer(_cfg("adapter", toy_videos, tmp_path, "optim.lr=1e-2"), base=base).train()
+    _assert_unet_untouched(base, before)
+    adapter = load_domain_adapter(result["output"])
+    assert adapter.rank == 4
+    deltas = [adapter.delta(k).abs().max() for k in adapter.deltas]
+    assert all(d > 0 for d in deltas)  # up left zero-init: every projection learnt something
+    # the official adapter's key suffixes, block indices aside
+    with open(os.path.join(FORMATS, "v3_sd15_adapter_example.json")) as f:
+        official = json.load(f)["keys"]
+    strip = lambda k: ".".join(k.split(".")[3 if k.startswith(("down", "up")) else 2:])  # noqa: E731
+    from safetensors import safe_open
+
+    with safe_open(result["output"], "pt") as f:
+        ours = set(f.keys())
+    assert {strip(k) for k in ours} == {strip(k) for k in official}
+    # and on a num_res_blocks=2 UNet the file maps back onto ComfyUI's weight names
+    patches = adapter.comfy_lora_patches(base.patcher.model_state_dict().keys())
+    assert len(patches) == len(ours) // 2
+
+
+def test_official_sd15_names():
+    """On the real SD1.5 layout (built on the meta device) our key names are exactly the official ones."""
+    from training import host
+
+    host.import_comfy(cpu=True)
+    import comfy.supported_models
+
+    from motion_core.motion_module import MotionModuleSet
+    from training.base_model import reduced_sd15_unet_config
+    from training.lora_layers import motion_attention_projections, spatial_attention_names
+
+    cfg = reduced_sd15_unet_config(channel_mult=(1, 2, 4, 4), num_res_blocks=2, middle="full")
+    cfg["transformer_depth"] = [1, 1, 1, 1, 1, 1, 0, 0]
+    cfg["transformer_depth_output"] = [1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0]
+    model = comfy.supported_models.SD15(cfg).get_model({}, device=torch.device("meta"))
+    stems = {stem for _, stem in spatial_attention_names(model.diffusion_model)}
+    with open(os.path.join(FORMATS, "v3_sd15_adapter_example.json")) as f:
+        official = {k.rsplit(".", 2)[0] for k in json.load(f)["keys"]}
+    assert stems == official
+
+    with torch.device("meta"):
+        mm = MotionModuleSet([[320, 320], [640, 640], [1280, 1280], [1280, 1280]],
+                             [[1280] * 3, [1280] * 3, [640] * 3, [320] * 3], 1280, 32, "per_frame")
+    ours = {stem for _, _, stem in motion_attention_projections(mm)}
+    with open(os.path.join(FORMATS, "motion_lora_example.json")) as f:
+        official = {k.rsplit(".", 2)[0] for k in json.load(f)["keys"]}
+    assert ours == official
+
+
+def test_resume_continues_exactly(toy_videos, tmp_path):
+    from safetensors.torch import load_file
+
+    straight = Trainer(_cfg("motion", toy_videos, tmp_path / "a", "optim.max_steps=4", "optim.lr=1e-3"),
+                       base=make_tiny_base()).train()
+    first = Trainer(_cfg("motion", toy_videos, tmp_path / "b", "optim.max_steps=2", "optim.lr=1e-3"),
+                    base=make_tiny_base()).train()
+    assert first["steps"] == 2
+    after_two = load_file(first["output"])
+    resumed = Trainer(_cfg("motion", toy_videos, tmp_path / "b", "optim.max_steps=4", "optim.lr=1e-3"),
+                      base=make_tiny_base()).train()
+    assert resumed["start_step"] == 2 and resumed["steps"] == 4
+    a, b = load_file(straight["output"]), load_file(resumed["output"])
+    assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    assert any(not torch.equal(a[k], after_two[k]) for k in a)
+
+
+def test_preview_samples_are_animations(toy_videos, tmp_path):
+    from PIL import Image
+
+    cfg = _cfg("motion", toy_videos, tmp_path, "optim.max_steps=2", "run.sample_every=2", "run.sample_steps=2",
+               "run.sample_prompts=[a red circle moving left, a blue circle moving right]")
+    Trainer(cfg, base=make_tiny_base()).train()
+    gifs = sorted(os.listdir(tmp_path / "samples"))
+    assert gifs == ["step_000002_0.gif", "step_000002_1.gif"]
+    with Image.open(tmp_path / "samples" / gifs[0]) as im:
+        assert im.n_frames == 4 and im.size == (32, 32)
+
+
+def test_errors_name_the_fix(toy_videos, tmp_path):
+    with pytest.raises(ValueError, match="exceeds the motion module"):
+        Trainer(_cfg("motion", toy_videos, tmp_path, "data.frames=40", "model.motion_pe_length=32"),
+                base=make_tiny_base())
+    with pytest.raises(tconfig.ConfigError, match="needs a GPU"):
+        Trainer(_cfg("motion", toy_videos, tmp_path, "optim.mixed_precision=fp16"), base=make_tiny_base())

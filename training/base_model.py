@@ -1,0 +1,310 @@
+"""A small text-to-image base model that ComfyUI loads as SD1.5, trained from scratch on CPU for the demo.
+
+ComfyUI recognises an SD1.5 UNet by `model_channels == 320`, `context_dim == 768`, a conv proj_in, no adm and
+no temporal layers; channel multipliers, res blocks per level and transformer depths are read from the
+weights, so a one-level UNet is still "SD1.5" to it (and to the pack's motion-module placement). The
+checkpoint carries:
+- the UNet, trained here on single frames with SD's own (scaled-linear) schedule, epsilon prediction;
+- a TAESD-layout VAE (`taesd_encoder.*` / `taesd_decoder.*`, what ComfyUI accepts besides the 83 M SD VAE):
+  initialised analytically (8x8 colour averages in, upsampled colours out, so it reconstructs from step 0)
+  and then fine-tuned on the frames; `vae_scale` is set so model-space latents (x0.18215) have unit scale;
+- a full CLIP-L text model with seeded random weights (ComfyUI always builds CLIP-L for SD1.5): the demo's
+  prompts come from a fixed set, so any fixed injective text embedding works, and their embeddings are cached.
+Everything is built with ComfyUI's own classes and saved with `comfy.sd.save_checkpoint`, then loaded back
+with `comfy.sd.load_checkpoint_guess_config` like any user checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+SD15_LATENT_SCALE = 0.18215
+
+
+def reduced_sd15_unet_config(channel_mult: Sequence[int] = (1,), num_res_blocks: int = 1,
+                             transformer_depth: int = 1, middle: str = "none") -> dict:
+    """A UNet config ComfyUI detects as SD1.5. middle: "full" (resnet, attention, resnet), "resnets" or "none"."""
+    n = len(channel_mult)
+    td_in = []
+    for _ in range(n):
+        td_in += [transformer_depth] * num_res_blocks
+    td_out = []
+    for _ in range(n):
+        td_out += [transformer_depth] * (num_res_blocks + 1)
+    return {
+        "use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
+        "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 320,
+        "num_res_blocks": [num_res_blocks] * n, "transformer_depth": td_in, "transformer_depth_output": td_out,
+        "channel_mult": list(channel_mult),
+        "transformer_depth_middle": {"full": transformer_depth, "resnets": -1, "none": -2}[middle],
+        "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8, "num_head_channels": -1,
+        "use_temporal_resblock": False, "use_temporal_attention": False,
+    }
+
+
+# --- seeded initialisation (ComfyUI's ops leave weights uninitialised) ----------------------------------------
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def init_unet_(unet: nn.Module, seed: int) -> None:
+    """PyTorch's default Linear/Conv init, unit norms, and LDM's zero-initialised output layers
+    (ResBlock out conv, SpatialTransformer proj_out, the final conv) so every residual branch starts closed."""
+    from comfy.ldm.modules.attention import SpatialTransformer
+    from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
+
+    g = _gen(seed)
+    with torch.no_grad():
+        for m in unet.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv1d, nn.Conv3d)):
+                w = torch.empty(m.weight.shape, dtype=torch.float32)
+                nn.init.kaiming_uniform_(w, a=math.sqrt(5), generator=g)
+                m.weight.copy_(w)
+                if m.bias is not None:
+                    bound = 1.0 / math.sqrt(max(1, m.weight[0].numel()))
+                    m.bias.copy_(torch.empty(m.bias.shape).uniform_(-bound, bound, generator=g))
+            elif isinstance(m, (nn.GroupNorm, nn.LayerNorm)) and m.weight is not None:
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+        zero = [m.out_layers[-1] for m in unet.modules() if isinstance(m, ResBlock)]
+        zero += [m.proj_out for m in unet.modules() if isinstance(m, SpatialTransformer)]
+        zero.append(unet.out[-1])
+        for m in zero:
+            m.weight.zero_()
+            if m.bias is not None:
+                m.bias.zero_()
+
+
+def init_clip_(clip_module: nn.Module, seed: int) -> None:
+    """Seeded CLIP-L: large token embeddings and small mixing weights keep each word recognisable in the
+    output (a random text model only has to map the demo's prompts to distinct, stable vectors)."""
+    g = _gen(seed)
+    with torch.no_grad():
+        for name, m in clip_module.named_modules():
+            if isinstance(m, nn.Embedding):
+                std = 1.0 if "token_embedding" in name else 0.1
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * std)
+            elif isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * 0.02)
+                if m.bias is not None:
+                    m.bias.zero_()
+            elif isinstance(m, nn.LayerNorm):
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+        for name, p in clip_module.named_parameters():
+            if name.endswith("logit_scale"):
+                p.fill_(math.log(100.0))
+
+
+def init_taesd_analytic_(taesd: nn.Module, seed: int = 0, noise: float = 0.1) -> None:
+    """Encoder: RGB -> 8x8 averages (channels 0-2 = 2*rgb-1, channel 3 free); decoder: upsample them back.
+    Unused weights get small seeded noise so fine-tuning can recruit them (exact zeros would never move)."""
+    from comfy.taesd.taesd import Block
+
+    g = _gen(seed)
+    enc, dec = taesd.taesd_encoder, taesd.taesd_decoder
+    with torch.no_grad():
+        for m in taesd.modules():
+            if isinstance(m, nn.Conv2d):
+                fan = m.weight[0].numel()
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (noise / math.sqrt(fan)))
+                if m.bias is not None:
+                    m.bias.zero_()
+        for m in taesd.modules():
+            if isinstance(m, Block):
+                m.conv[4].weight.mul_(0.1)  # residual branches start nearly closed
+
+        def diag(conv, value, taps):
+            for c in range(3):
+                for (a, b), v in zip(taps, value if isinstance(value, (list, tuple)) else [value] * len(taps)):
+                    conv.weight[c, c, a, b] = v
+
+        diag(enc[0], 1.0, [(1, 1)])
+        for i in (2, 6, 10):  # stride-2 convs: average the 2x2 cell (taps at offsets 0 and +1)
+            diag(enc[i], 0.25, [(1, 1), (1, 2), (2, 1), (2, 2)])
+        for c in range(3):
+            enc[14].weight[c, c, 1, 1] = 2.0
+            enc[14].bias[c] = -1.0
+            dec[1].weight[c, c, 1, 1] = 0.5
+            dec[1].bias[c] = 0.5
+        for i in (7, 12, 17):  # after each nearest x2 upsample: pass the colours through
+            diag(dec[i], 1.0, [(1, 1)])
+        for c in range(3):
+            dec[19].weight[c, c, 1, 1] = 1.0
+        # encode(): enc(x) / vae_scale + shift; ComfyUI multiplies raw latents by 0.18215 for the UNet, so
+        # vae_scale = 0.18215 makes the model-space latent exactly the encoder output.
+        taesd.vae_scale.fill_(SD15_LATENT_SCALE)
+        taesd.vae_shift.zero_()
+
+
+def calibrate_latents_(taesd: nn.Module, frames01: torch.Tensor) -> Dict[str, float]:
+    """Set vae_scale/vae_shift so model-space latents (raw x 0.18215) of these frames have mean 0 and std 1,
+    as SD's VAE latents roughly do; the decoder still sees the encoder's own output ((raw - shift) * scale)."""
+    with torch.no_grad():
+        e = torch.cat([taesd.taesd_encoder(frames01[i:i + 32]) for i in range(0, frames01.shape[0], 32)])
+        mean, std = float(e.mean()), float(e.std())
+        taesd.vae_scale.fill_(SD15_LATENT_SCALE * std)
+        taesd.vae_shift.fill_(-mean / (std * SD15_LATENT_SCALE))
+    return {"encoder_mean": mean, "encoder_std": std}
+
+
+def taesd_reconstruct(taesd: nn.Module, pixels01: torch.Tensor) -> torch.Tensor:
+    """[N,3,H,W] in [0,1] -> reconstruction in [0,1] through ComfyUI's TAESD encode/decode."""
+    lat = taesd.encode(pixels01 * 2 - 1)
+    return (taesd.decode(lat) + 1) / 2
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.clamp(0, 1) - b) ** 2).mean())
+    return 10 * math.log10(1.0 / max(mse, 1e-12))
+
+
+def train_taesd(taesd: nn.Module, frames01: torch.Tensor, steps: int, batch: int = 8, lr: float = 1e-3,
+                seed: int = 0, log: Optional[Callable[[str], None]] = None) -> Dict[str, float]:
+    """Fine-tune encoder+decoder on frames [N,3,H,W] in [0,1] (L1 + MSE). Returns PSNR before/after on a
+    held-out slice (the last 1/8 of the frames)."""
+    n_val = max(1, frames01.shape[0] // 8)
+    val, train = frames01[-n_val:], frames01[:-n_val]
+    with torch.no_grad():
+        before = psnr(taesd_reconstruct(taesd, val), val)
+    g = _gen(seed)
+    opt = torch.optim.Adam([p for n, p in taesd.named_parameters() if n not in ("vae_scale", "vae_shift")], lr=lr)
+    taesd.train()
+    for step in range(steps):
+        idx = torch.randint(0, train.shape[0], (batch,), generator=g)
+        x = train[idx]
+        rec = taesd_reconstruct(taesd, x)
+        loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if log and (step % 20 == 0 or step == steps - 1):
+            log(f"vae step {step + 1}/{steps} loss {float(loss):.4f}")
+    taesd.eval()
+    taesd.requires_grad_(False)
+    with torch.no_grad():
+        after = psnr(taesd_reconstruct(taesd, val), val)
+    return {"psnr_before": before, "psnr_after": after, "steps": steps}
+
+
+# --- building and saving --------------------------------------------------------------------------------------
+
+@dataclass
+class BaseBuild:
+    patcher: object          # comfy ModelPatcher around the SD15 BaseModel
+    clip: object             # comfy.sd.CLIP
+    vae: object              # comfy.sd.VAE (TAESD)
+    taesd: nn.Module         # the TAESD module inside vae
+    stats: dict = field(default_factory=dict)
+
+
+def build_base(unet_config: dict, seed: int = 0, with_clip: bool = True) -> BaseBuild:
+    """Untrained SD15 model + seeded CLIP-L + analytic TAESD, all ComfyUI objects (ComfyUI must be imported).
+    with_clip=False leaves the text encoder out (tests feed precomputed embeddings instead)."""
+    import comfy.model_management
+    import comfy.model_patcher
+    import comfy.sd
+    import comfy.supported_models
+    from comfy.taesd.taesd import TAESD
+
+    model_config = comfy.supported_models.SD15(dict(unet_config))
+    model_config.set_inference_dtype(torch.float32, None)
+    model = model_config.get_model({}, device=torch.device("cpu"))
+    init_unet_(model.diffusion_model, seed)
+    device = comfy.model_management.get_torch_device()
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=device,
+                                               offload_device=comfy.model_management.unet_offload_device())
+    clip = None
+    if with_clip:
+        clip = comfy.sd.CLIP(model_config.clip_target(), parameters=123_000_000)
+        init_clip_(clip.cond_stage_model, seed + 1)
+    taesd = TAESD()
+    init_taesd_analytic_(taesd, seed + 2)
+    vae = comfy.sd.VAE(sd=taesd.state_dict())
+    return BaseBuild(patcher, clip, vae, vae.first_stage_model)
+
+
+def refresh_vae(build: BaseBuild) -> None:
+    """Rebuild the comfy VAE object after `build.taesd` was trained (so its memory estimates and dtype are fresh)."""
+    import comfy.sd
+
+    build.vae = comfy.sd.VAE(sd={k: v.detach().clone() for k, v in build.taesd.state_dict().items()})
+    build.taesd = build.vae.first_stage_model
+
+
+def encode_prompts(clip, prompts: Sequence[str]) -> Dict[str, torch.Tensor]:
+    """caption -> [77, 768] float32 conditioning exactly as CLIPTextEncode computes it."""
+    out = {}
+    with torch.no_grad():
+        for p in dict.fromkeys(prompts):
+            cond = clip.encode_from_tokens(clip.tokenize(p))
+            out[p] = cond[0].float().cpu()
+    return out
+
+
+def save_checkpoint(build: BaseBuild, path: str) -> None:
+    import comfy.sd
+
+    comfy.sd.save_checkpoint(path, build.patcher, build.clip, build.vae,
+                             metadata={"modelspec.title": "admk demo base (SD1.5 layout, trained on shapes)"})
+
+
+# --- image diffusion training of the UNet ---------------------------------------------------------------------
+
+def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str], embeddings: Dict[str, torch.Tensor],
+                         steps: int, batch: int = 16, lr: float = 5e-4, empty_prompt_prob: float = 0.1,
+                         seed: int = 0, log: Optional[Callable[[str], None]] = None,
+                         time_budget_s: Optional[float] = None) -> Dict[str, float]:
+    """Epsilon-prediction MSE on single frames with the model's own schedule (SD's scaled-linear for SD1.5).
+
+    latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i].
+    """
+    model = patcher.model
+    unet = model.diffusion_model
+    sampling = model.model_sampling
+    alphas = (1.0 / (1.0 + sampling.sigmas.float() ** 2))  # alphas_cumprod from ComfyUI's sigma table
+    g = _gen(seed)
+    unet.train()
+    unet.requires_grad_(True)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    warmup = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    empty = embeddings[""]
+    losses: List[float] = []
+    t0 = time.time()
+    done = 0
+    for step in range(steps):
+        idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
+        x0 = latents[idx]
+        ctx = torch.stack([empty if float(torch.rand((), generator=g)) < empty_prompt_prob else embeddings[captions[i]]
+                           for i in idx.tolist()])
+        t = torch.randint(0, alphas.shape[0], (batch,), generator=g)
+        eps = torch.randn(x0.shape, generator=g)
+        a = alphas[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+        pred = unet(xt, t.float(), context=ctx, transformer_options={})
+        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(float(loss))
+        done = step + 1
+        if log and (step % 25 == 0 or step == steps - 1):
+            log(f"base unet step {done}/{steps} loss {np.mean(losses[-25:]):.4f} ({time.time() - t0:.0f}s)")
+        if time_budget_s is not None and time.time() - t0 > time_budget_s:
+            if log:
+                log(f"base unet: time budget reached after {done} steps")
+            break
+    unet.eval()
+    unet.requires_grad_(False)
+    return {"steps": done, "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-25:])),
+            "seconds": time.time() - t0}
