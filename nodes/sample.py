@@ -53,6 +53,24 @@ def with_context(model, context_options):
     return patched
 
 
+def check_conditioning(name: str, conditioning, frames: int) -> None:
+    """Refuse a CONDITIONING whose rows are neither shared by every frame (1) nor one per frame (`frames`).
+
+    ComfyUI would silently repeat or cut such a batch to the frame count, so e.g. a 32-frame prompt schedule
+    on a 48-frame run would drive frames 32-47 with the schedule's first rows.
+    """
+    for entry in conditioning or ():
+        cond = entry[0] if isinstance(entry, (list, tuple)) and entry else None
+        if not isinstance(cond, torch.Tensor) or cond.ndim == 0:
+            continue
+        rows = int(cond.shape[0])
+        if rows not in (1, frames):
+            raise ValueError(
+                f"The {name} conditioning has {rows} rows (one per frame, e.g. a Prompt Travel schedule made for "
+                f"{rows} frames) but this animation has {frames} frame{'s' if frames != 1 else ''}. Set frames to {frames} in Prompt Travel "
+                f"(or whatever made the {name} conditioning), or make the animation {rows} frames long.")
+
+
 def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,
                   scheduler: str, denoise: float) -> dict:
     """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch."""
@@ -121,6 +139,8 @@ class SampleAnimation(io.ComfyNode):
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
                 context_options=None) -> io.NodeOutput:
         start = initial_latent(model, frames, width, height, latent, image, vae)
+        for name, conditioning in (("positive", positive), ("negative", negative)):
+            check_conditioning(name, conditioning, start["samples"].shape[0])
         if context_options is not None:
             model = with_context(model, context_options)
         # Before any step: an impossible frame count fails now, not after minutes of sampling.

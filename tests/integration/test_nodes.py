@@ -153,6 +153,33 @@ def test_core_context_windows_after_inflate_are_refused_naming_our_node(comfy, f
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
 
+def test_prompt_schedule_for_another_frame_count_is_refused_before_sampling(comfy, files):
+    prompt = base_prompt(files, frames=6, prefix="admk_travel_mismatch")
+    prompt["4"] = {"class_type": "ADMK_PromptTravel", "inputs": {
+        "clip": ["1", 1], "schedule": '0: "a calm sea"\n3: "a stormy sea"', "frames": 4, "pre_text": "",
+        "post_text": "", "interpolation": "linear"}}
+    prompt["20"]["inputs"]["positive"] = ["4", 0]
+    with pytest.raises(comfy.PromptExecutionError) as err:
+        comfy.run_prompt(prompt)
+    assert err.value.node_type == "ADMK_SampleAnimation"
+    message = str(err.value.original)
+    assert "positive conditioning has 4 rows" in message and "animation has 6 frames" in message
+    assert "Set frames to 6 in Prompt Travel" in message
+    progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
+    assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
+
+
+def test_conditioning_rows_must_be_one_or_one_per_frame(comfy_pack):
+    check = pack_module(comfy_pack, "sample").check_conditioning
+    shared, per_frame = [[torch.zeros(1, 77, 8), {}]], [[torch.zeros(6, 77, 8), {"pooled_output": torch.zeros(6, 8)}]]
+    check("positive", shared + per_frame, 6)  # one prompt for all frames, one row per frame: both fine
+    check("negative", [], 6)
+    with pytest.raises(ValueError, match=r"negative conditioning has 6 rows .* animation has 8 frames"):
+        check("negative", shared + per_frame, 8)
+    with pytest.raises(ValueError, match=r"has 2 rows .* has 1 frame\. Set frames to 1"):
+        check("positive", [[torch.zeros(2, 77, 8), {}]], 1)
+
+
 def test_motion_loras_compose_without_touching_the_loaded_module(comfy, files):
     prompt = base_prompt(files, loras=(("lora_a", 1.0), ("lora_b", 0.5)))
     for node in ("20", "30", "40", "12"):
