@@ -131,8 +131,21 @@ def _wrong_kind(kind: str, name: str) -> MotionFormatError:
     return MotionFormatError(f"{name} is {detect.describe(kind)}, not an AnimateDiff motion module.")
 
 
-def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: Optional[str] = None) -> MotionModuleSet:
-    """Builds the set matching the keys, loads the weights, and fills `info`."""
+def _weights_dtype(state_dict: dict, dtype: Optional[torch.dtype]) -> torch.dtype:
+    if dtype is not None:
+        return dtype
+    first = next((v.dtype for k, v in state_dict.items() if k.endswith("proj_in.weight")), torch.float32)
+    return first if first in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
+
+
+def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: Optional[str] = None,
+                          dtype: Optional[torch.dtype] = torch.float32, _owned: bool = False) -> MotionModuleSet:
+    """Builds the set matching the keys, loads the weights, and fills `info`.
+
+    `dtype`: precision of the module's weights (None keeps the file's: an fp16 file then costs half the memory).
+    The given mapping is never modified (`_owned=True`: it is ours to empty, so file tensors can be freed one
+    by one while the module fills)."""
+    given = state_dict
     kind = detect.classify(state_dict.keys())
     if kind != detect.MOTION_MODULE:
         raise _wrong_kind(kind, name)
@@ -144,7 +157,10 @@ def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: 
     elif is_diffusers_layout(state_dict):
         state_dict = diffusers_to_original(state_dict)
         source_format = "diffusers"
-    state_dict = {k: v for k, v in state_dict.items() if _MODULE_KEY.match(k)}
+    state_dict = {k: v for k, v in state_dict.items() if _MODULE_KEY.match(k)}  # our own dict from here on
+    if _owned:
+        given.clear()
+    dtype = _weights_dtype(state_dict, dtype)
     found = _layout(state_dict)
     down, up = _as_lists(found, "down"), _as_lists(found, "up")
     mid = found.get(("mid", 0), {}).get(0)
@@ -189,11 +205,12 @@ def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: 
         if tuple(value.shape) != tuple(expected[key].shape):
             raise MotionFormatError(f"{name}: '{key}' has shape {tuple(value.shape)}, expected "
                                     f"{tuple(expected[key].shape)}.")
-    mm.to_empty(device="cpu")
+    mm.to(dtype).to_empty(device="cpu")  # allocated once, directly in the target precision
     with torch.no_grad():
         for key, param in mm.state_dict(keep_vars=True).items():
             if key in state_dict:
-                param.copy_(state_dict[key])
+                # pop: each file tensor can be freed once copied, so peak memory is ~ the module, not file + module
+                param.copy_(state_dict.pop(key))
             else:  # a file without position tables (AnimateLCM): the sinusoidal table the code computes
                 param.copy_(sinusoidal_table(param.shape[1], param.shape[2]))
         # One float64 sum per tensor finds NaN/inf (they propagate) at a fraction of isfinite().all()'s cost.
@@ -209,7 +226,11 @@ def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: 
     return mm
 
 
-def load_motion_module(source: Source, base_hint: Optional[str] = None) -> MotionModuleSet:
-    """Loads any published motion-module file (or state dict) into a MotionModuleSet (fp32, eval, frozen)."""
+def load_motion_module(source: Source, base_hint: Optional[str] = None,
+                       dtype: Optional[torch.dtype] = torch.float32) -> MotionModuleSet:
+    """Loads any published motion-module file (or state dict) into a MotionModuleSet (eval, frozen).
+
+    `dtype=None` keeps the file's precision (what the ComfyUI node does: the adapter casts to the UNet's
+    compute dtype anyway); the default float32 suits maths checks and training."""
     name = "the given state dict" if isinstance(source, dict) else f"'{getattr(source, 'name', None) or str(source).rsplit('/', 1)[-1]}'"
-    return build_from_state_dict(read_state_dict(source), name=name, base_hint=base_hint)
+    return build_from_state_dict(read_state_dict(source), name=name, base_hint=base_hint, dtype=dtype, _owned=True)

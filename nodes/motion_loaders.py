@@ -36,7 +36,9 @@ class LoadMotionModule(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name: str) -> io.NodeOutput:
-        mm = motion_core.load_motion_module(full_path(MOTION_MODELS, model_name))
+        # dtype=None keeps the file's precision (half the memory for fp16 files); Inflate Model casts the
+        # weights to the UNet's compute dtype when it injects them.
+        mm = motion_core.load_motion_module(full_path(MOTION_MODELS, model_name), dtype=None)
         summary = f"{model_name}: {mm.info.summary()}"
         log.info("AnimateDiff MotionKit: %s", summary)
         return io.NodeOutput(mm, summary, ui=ui.PreviewText(summary))

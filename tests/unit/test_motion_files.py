@@ -42,6 +42,7 @@ def test_every_official_layout_is_detected_and_keeps_official_keys(name):
     assert all(list(out[k].shape) == original[k] for k in original)
     if fmt == "original":
         assert all(torch.equal(out[k], sd[k].float()) for k in sd)
+    assert set(sd) == set(manifest(name)["keys"])  # loading never changes the caller's mapping
     assert info.params == manifest(ORIGINAL_OF.get(name, name))["_meta"].get("n_params", info.params)
 
 
@@ -87,6 +88,10 @@ def test_safetensors_in_every_precision(tmp_path, dtype):
     save_file(sd, str(path))
     mm = load_motion_module(str(path))
     assert mm.info.version == "v1" and next(mm.parameters()).dtype == torch.float32
+    kept = load_motion_module(str(path), dtype=None)  # the file's own precision
+    assert next(kept.parameters()).dtype == dtype
+    key = "down_blocks.0.motion_modules.0.temporal_transformer.proj_in.weight"
+    assert torch.equal(kept.state_dict()[key], sd[key]) and torch.equal(mm.state_dict()[key], sd[key].float())
 
 
 def test_file_without_position_tables_is_animatelcm_with_default_limit():
