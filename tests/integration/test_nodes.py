@@ -202,11 +202,12 @@ def test_motion_loras_compose_without_touching_the_loaded_module(comfy, files):
 
     a = load_motion_lora(standins.cached_motion_file("motion_lora_example", layout="reduced", seed=0))
     b = load_motion_lora(standins.cached_motion_file("motion_lora_example", layout="reduced", seed=1))
-    assert torch.allclose(w2, w0 + a.delta(key) + 0.5 * b.delta(key), atol=1e-5)
+    assert w2.dtype == torch.float16  # the node keeps the fp16 file's precision; merges are computed in fp32
+    assert torch.allclose(w2.float(), w0.float() + a.delta(key) + 0.5 * b.delta(key), atol=2e-4)
     assert result.output("50") is two  # strength 0 passes the module through
     from motion_core import load_motion_module
 
-    fresh = load_motion_module(standins.cached_motion_file("mm_sd_v15_v2", layout="reduced"))
+    fresh = load_motion_module(standins.cached_motion_file("mm_sd_v15_v2", layout="reduced"), dtype=None)
     assert torch.equal(fresh.state_dict()[key], w0)  # the loaded module was not modified by the merges
     assert "applied to" in result.ui["110"]["text"][0]
 
