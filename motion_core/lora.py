@@ -20,7 +20,7 @@ from . import detect
 from .convert import diffusers_to_original, hotshot_to_original
 from .errors import MotionFormatError
 from .motion_module import MotionModuleSet
-from .state_dict_io import Source, read_state_dict
+from .state_dict_io import Source, read_state_dict_of_kind, source_name
 
 _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|up)\.weight$")
 _PEFT = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0|to_out)\.(lora_A|lora_B|lora_down|lora_up)\.weight$")
@@ -150,11 +150,8 @@ class FitReport:
 
 
 def load_motion_lora(source: Source, name: Optional[str] = None) -> MotionLoRA:
-    name = name or ("the given state dict" if isinstance(source, dict) else str(source).rsplit("/", 1)[-1])
-    sd = read_state_dict(source)
-    kind = detect.classify(sd.keys())
-    if kind != detect.MOTION_LORA:
-        raise MotionFormatError(f"'{name}' is {detect.describe(kind)}, not a MotionLoRA.")
+    sd = read_state_dict_of_kind(source, detect.MOTION_LORA, "a MotionLoRA")
+    name = name or source_name(source).strip("'")
     # diffusers/hotshot module naming -> original, keeping the LoRA suffixes intact
     sd = hotshot_to_original(diffusers_to_original(sd)) if not any(".temporal_transformer." in k for k in sd) else sd
     return MotionLoRA(_parse_lora(sd, f"'{name}'"), name=name)
@@ -221,11 +218,8 @@ class DomainAdapter(LowRankDeltas):
 
 
 def load_domain_adapter(source: Source, name: Optional[str] = None) -> DomainAdapter:
-    name = name or ("the given state dict" if isinstance(source, dict) else str(source).rsplit("/", 1)[-1])
-    sd = read_state_dict(source)
-    kind = detect.classify(sd.keys())
-    if kind != detect.DOMAIN_ADAPTER:
-        raise MotionFormatError(f"'{name}' is {detect.describe(kind)}, not the v3 domain adapter.")
+    sd = read_state_dict_of_kind(source, detect.DOMAIN_ADAPTER, "the v3 domain adapter")
+    name = name or source_name(source).strip("'")
     deltas = _parse_lora(sd, f"'{name}'")
     bad = [k for k in deltas if not _ADAPTER_BLOCK.match(k)]
     if bad:

@@ -18,7 +18,7 @@ import torch.nn as nn
 from . import detect
 from .convert import diffusers_to_original, hotshot_to_original, is_diffusers_layout, is_hotshot_layout
 from .errors import MotionFormatError
-from .state_dict_io import Source, read_state_dict
+from .state_dict_io import Source, read_state_dict, source_name
 from .temporal import NORM_ACROSS_FRAMES, NORM_PER_FRAME, TemporalModule, sinusoidal_table
 
 DEFAULT_MAX_FRAMES = 32  # what files without a position table (AnimateLCM) were trained with
@@ -232,5 +232,5 @@ def load_motion_module(source: Source, base_hint: Optional[str] = None,
 
     `dtype=None` keeps the file's precision (what the ComfyUI node does: the adapter casts to the UNet's
     compute dtype anyway); the default float32 suits maths checks and training."""
-    name = "the given state dict" if isinstance(source, dict) else f"'{getattr(source, 'name', None) or str(source).rsplit('/', 1)[-1]}'"
-    return build_from_state_dict(read_state_dict(source), name=name, base_hint=base_hint, dtype=dtype, _owned=True)
+    return build_from_state_dict(read_state_dict(source), name=source_name(source), base_hint=base_hint, dtype=dtype,
+                                 _owned=True)

@@ -91,6 +91,24 @@ def read_state_dict(source: Source) -> dict:
     return _unwrap(_read_pickle(path), name)
 
 
+def source_name(source: Source) -> str:
+    """How messages name a source: the file name, quoted, or 'the given state dict'."""
+    if isinstance(source, Mapping):
+        return "the given state dict"
+    return f"'{os.path.basename(os.fspath(source))}'"
+
+
+def read_state_dict_of_kind(source: Source, kind: str, what: str) -> dict:
+    """read_state_dict, then MotionFormatError naming what the file really is when it is not of `kind`."""
+    from . import detect
+
+    state_dict = read_state_dict(source)
+    found = detect.classify(state_dict.keys())
+    if found != kind:
+        raise MotionFormatError(f"{source_name(source)} is {detect.describe(found)}, not {what}.")
+    return state_dict
+
+
 def save_state_dict(state_dict: Mapping[str, torch.Tensor], path: str, metadata: Mapping[str, str] | None = None) -> None:
     """Writes safetensors (contiguous CPU copies, shared storage broken so every key is saved)."""
     from safetensors.torch import save_file
