@@ -42,6 +42,14 @@ def comfy_pack(comfy):
 
 
 @pytest.fixture(scope="session")
+def pack_node(comfy_pack):
+    """`pack_node("sample")`: the pack's nodes/sample.py module as ComfyUI imported it (its node classes)."""
+    import importlib
+
+    return lambda name: importlib.import_module(f"{comfy_pack.__name__}.nodes.{name}")
+
+
+@pytest.fixture(scope="session")
 def sd15_reduced_ckpt() -> Path:
     """Path of the seeded reduced-layout SD1.5 stand-in checkpoint (built once into tests/.cache)."""
     from tools import standins

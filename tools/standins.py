@@ -29,6 +29,8 @@ from typing import Callable, Iterator, Mapping
 
 import torch
 
+from motion_core.temporal import sinusoidal_table
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FORMATS_DIR = REPO_ROOT / "tests" / "data" / "formats"
 CACHE_DIR = Path(os.environ.get("ADMK_STANDIN_CACHE", REPO_ROOT / "tests" / ".cache" / "standins"))
@@ -63,15 +65,9 @@ def _randn(shape, seed: int, key: str) -> torch.Tensor:
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float32)
 
 
-def sinusoidal_pe(length: int, channels: int) -> torch.Tensor:
-    """AnimateDiff's position table [1, L, C]: pe[p, 2i] = sin(p * w_i), pe[p, 2i+1] = cos(p * w_i),
-    w_i = exp(-2i * ln(10000) / C)."""
-    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
-    div_term = torch.exp(torch.arange(0, channels, 2, dtype=torch.float32) * (-math.log(10000.0) / channels))
-    pe = torch.zeros(1, length, channels)
-    pe[0, :, 0::2] = torch.sin(position * div_term)
-    pe[0, :, 1::2] = torch.cos(position * div_term)
-    return pe
+# AnimateDiff's position table [1, L, C] (pe[p, 2i] = sin(p * w_i), pe[p, 2i+1] = cos(p * w_i),
+# w_i = exp(-2i * ln(10000) / C)): the one motion_core builds its modules with.
+sinusoidal_pe = sinusoidal_table
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ no type name of ours is one of theirs, both loaders list the same motion files, 
 """
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +30,15 @@ AVX_IDS = ("AnimateDiffModuleLoader", "AnimateDiffSampler", "AnimateDiffLoraLoad
 AVX_TYPES = {"MOTION_MODULE", "MOTION_LORA_STACK", "SLIDING_WINDOW_OPTS"}
 OUR_TYPES = {"ADMK_MOTION_MODULE", "ADMK_CONTEXT_OPTIONS"}
 
+# Every stub node: a classic node that refuses to run (the stubs are only their public surface).
+NODE_BASE = '''class Node:
+    CATEGORY = "Animate Diff stub"
+    FUNCTION = "run"
+
+    def run(self, **kwargs):
+        raise RuntimeError("stub node: not meant to run")
+'''
+
 ADE_STUB = '''
 """Stand-in for ComfyUI-AnimateDiff-Evolved's public surface (test only; no models, no sampling)."""
 import os
@@ -47,13 +55,7 @@ for name, own in ((MODELS, "models"), (LORAS, "motion_lora")):
     os.makedirs(os.path.join(folder_paths.models_dir, name), exist_ok=True)
 
 
-class Node:
-    CATEGORY = "Animate Diff stub"
-    FUNCTION = "run"
-
-    def run(self, **kwargs):
-        raise RuntimeError("stub node: not meant to run")
-
+{NODE_BASE}
 
 class LoaderGen1(Node):
     RETURN_TYPES = ("MODEL",)
@@ -119,13 +121,7 @@ folder_paths.folder_names_and_paths["AnimateDiffLora"] = (
     folder_paths.supported_pt_extensions)
 
 
-class Node:
-    CATEGORY = "Animate Diff stub"
-    FUNCTION = "run"
-
-    def run(self, **kwargs):
-        raise RuntimeError("stub node: not meant to run")
-
+{NODE_BASE}
 
 class ModuleLoader(Node):
     RETURN_TYPES = ("MOTION_MODULE",)
@@ -176,7 +172,7 @@ def server(tmp_path_factory):
     dirs = {}
     for name, source in STUBS.items():
         (packs / name).mkdir()
-        (packs / name / "__init__.py").write_text(textwrap.dedent(source).lstrip())
+        (packs / name / "__init__.py").write_text(source.replace("{NODE_BASE}", NODE_BASE).lstrip())
         dirs[name] = packs / name
     server = start_server(extra_custom_nodes=dirs)
     try:

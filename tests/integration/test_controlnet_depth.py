@@ -1,66 +1,37 @@
 """ControlNet Depth Sequence and Load Frames inside a real in-process ComfyUI 0.3.75 (tiny UNet/ControlNet).
 
-The node modules are reached through the pack ComfyUI imported (fixture `comfy_pack`), the way ComfyUI runs
+The node modules are reached through the pack ComfyUI imported (fixture `pack_node`), the way ComfyUI runs
 them; a tiny SD1.5-family UNet and ControlNet are built in-process with ComfyUI's own classes.
 """
 from __future__ import annotations
 
-import importlib
 import sys
 
 import numpy as np
 import pytest
 import torch
 
+from harness.tiny_models import tiny_controlnet, tiny_unet
+
 pytestmark = pytest.mark.integration
 
-CPU = torch.device("cpu")
 FRAMES = 10
 CTX = 8
-UNET_CONFIG = {
-    "in_channels": 4, "out_channels": 4, "model_channels": 32, "num_res_blocks": [1], "channel_mult": [1],
-    "transformer_depth": [1], "transformer_depth_output": [1, 1], "transformer_depth_middle": 1,
-    "context_dim": CTX, "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "use_spatial_transformer": True, "legacy": False,
-    "num_head_channels": -1, "num_heads": 4, "image_size": 32, "dtype": torch.float32,
-}
-
-
-def _fill(module, seed, loud=()):
-    # ComfyUI's ops leave weights uninitialised; `loud` parameters get larger weights so hints matter.
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if name.startswith(loud) else 0.05))
 
 
 @pytest.fixture(scope="module")
-def pack_nodes(comfy_pack):
-    def load(name):
-        return importlib.import_module(f"{comfy_pack.__name__}.nodes.{name}")
-    return {"depth": load("controlnet_depth"), "frames": load("load_frames")}
+def pack_nodes(pack_node):
+    return {"depth": pack_node("controlnet_depth"), "frames": pack_node("load_frames")}
 
 
 @pytest.fixture(scope="module")
 def unet(comfy):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    model = comfy.supported_models.SD15(UNET_CONFIG).get_model({})
-    _fill(model, 0)
-    return comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+    return tiny_unet(CTX, seed=0)
 
 
 @pytest.fixture(scope="module")
 def control_net(comfy):
-    import comfy.cldm.cldm
-    import comfy.controlnet
-
-    cfg = {k: v for k, v in UNET_CONFIG.items()
-           if k not in ("out_channels", "transformer_depth_output", "use_temporal_attention", "dtype")}
-    model = comfy.cldm.cldm.ControlNet(hint_channels=3, **cfg)
-    _fill(model, 1, loud=("input_hint_block", "zero_convs", "middle_block_out"))
-    return comfy.controlnet.ControlNet(model, load_device=CPU)
+    return tiny_controlnet(CTX, seed=1)
 
 
 def depth_maps(n, h=40, w=56):

@@ -388,12 +388,18 @@ def test_beta_schedule_object_patch(patcher, motion):
     assert patcher.object_patches == {}
 
 
+def count_unet_calls(model) -> list:
+    """A list that gets one entry per UNet call `model` makes (a DIFFUSION_MODEL wrapper on the clone)."""
+    calls = []
+    model.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "count",
+                               lambda executor, *a, **k: calls.append(1) or executor(*a, **k))
+    return calls
+
+
 def test_frame_limit_error_before_any_unet_call(patcher):
     short = tiny_motion_module(pe_len=8)
     inflated = inflate(patcher, short, beta_schedule="sd_default")
-    calls = []
-    inflated.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "count",
-                                  lambda executor, *a, **k: calls.append(1) or executor(*a, **k))
+    calls = count_unet_calls(inflated)
     with pytest.raises(MotionFormatError, match=r"12 frames.*at most 8 frames.*Context Options"):
         check_frames(inflated, 12)
     with pytest.raises(MotionFormatError, match="at most 8 frames"):
@@ -415,9 +421,7 @@ def core_context_windows(model, length: int = 8, overlap: int = 2):
 def test_core_context_windows_on_an_animating_model_are_refused_before_sampling(patcher, motion):
     # after Inflate Model: refused by the frame check, before any UNet call, whichever sampler runs
     windowed = core_context_windows(inflate(patcher, motion, beta_schedule="sd_default"))
-    calls = []
-    windowed.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, "count",
-                                  lambda executor, *a, **k: calls.append(1) or executor(*a, **k))
+    calls = count_unet_calls(windowed)
     with pytest.raises(MotionFormatError, match=r"Context Windows \(Manual\).*ADMK_ContextOptions"):
         check_frames(windowed, 4)
     with pytest.raises(MotionFormatError, match="ADMK_ContextOptions"):

@@ -17,54 +17,28 @@ try:
 except FileNotFoundError as e:
     pytest.skip(str(e), allow_module_level=True)
 
-import comfy.cldm.cldm  # noqa: E402
-import comfy.controlnet  # noqa: E402
-import comfy.model_patcher  # noqa: E402
 import comfy.patcher_extension  # noqa: E402
 import comfy.sample  # noqa: E402
-import comfy.supported_models  # noqa: E402
 
+from harness.tiny_models import tiny_controlnet, tiny_unet  # noqa: E402
 from motion_core.context import ContextOptions, build_windows  # noqa: E402
 from motion_core import windows as windows_mod  # noqa: E402
 from motion_core.windows import WINDOW_INFO_KEY, install_context_windows  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
-CPU = torch.device("cpu")
 FRAMES = 10
 CTX = 8  # cross-attention width of the tiny UNet
-UNET_CONFIG = {
-    "in_channels": 4, "out_channels": 4, "model_channels": 32, "num_res_blocks": [1], "channel_mult": [1],
-    "transformer_depth": [1], "transformer_depth_output": [1, 1], "transformer_depth_middle": 1,
-    "context_dim": CTX, "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "use_spatial_transformer": True, "legacy": False,
-    "num_head_channels": -1, "num_heads": 4, "image_size": 32, "dtype": torch.float32,
-}
-
-
-def _fill(module: torch.nn.Module, seed: int, loud: tuple[str, ...] = ()) -> None:
-    # ComfyUI's ops leave weights uninitialised (torch.empty): fill them, seeded, so runs are reproducible.
-    # Parameters under `loud` get 4x larger weights so the ControlNet hint visibly moves the output.
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.2 if name.startswith(loud) else 0.05))
 
 
 @pytest.fixture(scope="module")
 def unet():
-    model = comfy.supported_models.SD15(UNET_CONFIG).get_model({})
-    _fill(model, 0)
-    return comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+    return tiny_unet(CTX, seed=0)
 
 
 @pytest.fixture(scope="module")
 def controlnet():
-    cfg = {k: v for k, v in UNET_CONFIG.items()
-           if k not in ("out_channels", "transformer_depth_output", "use_temporal_attention", "dtype")}
-    control_model = comfy.cldm.cldm.ControlNet(hint_channels=3, **cfg)
-    _fill(control_model, 1, loud=("input_hint_block", "zero_convs", "middle_block_out"))
-    return comfy.controlnet.ControlNet(control_model, load_device=CPU)
+    return tiny_controlnet(CTX, seed=1)
 
 
 def frame_hints(n: int) -> torch.Tensor:

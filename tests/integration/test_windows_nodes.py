@@ -6,63 +6,33 @@ prompt rows of its own frames.
 """
 from __future__ import annotations
 
-import importlib
 
 import pytest
 import torch
 
+from harness.tiny_models import tiny_clip, tiny_unet
+
 pytestmark = pytest.mark.integration
 
-CPU = torch.device("cpu")
 WIDTH = 32  # tiny CLIP hidden size = UNet context dim
-CLIP_CONFIG = {"hidden_size": WIDTH, "intermediate_size": 64, "num_attention_heads": 2, "num_hidden_layers": 2,
-               "projection_dim": WIDTH}
-UNET_CONFIG = {
-    "in_channels": 4, "out_channels": 4, "model_channels": 32, "num_res_blocks": [1], "channel_mult": [1],
-    "transformer_depth": [1], "transformer_depth_output": [1, 1], "transformer_depth_middle": 1,
-    "context_dim": WIDTH, "use_linear_in_transformer": False, "adm_in_channels": None,
-    "use_temporal_attention": False, "use_spatial_transformer": True, "legacy": False,
-    "num_head_channels": -1, "num_heads": 4, "image_size": 32, "dtype": torch.float32,
-}
 SCHEDULE = '0: "a calm sea"\n6: "a stormy sea"'
 
 
-def _fill(module, seed, scale=0.05, loud=()):
-    # ComfyUI's ops leave weights uninitialised: seeded fill keeps every run identical. Parameters whose name
-    # contains one of `loud` get 6x larger weights (the cross-attention, so the prompt visibly matters).
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (scale * 10 if any(k in name for k in loud) else scale))
-
-
 @pytest.fixture(scope="module")
-def pack_nodes(comfy_pack):
-    def load(name):
-        return importlib.import_module(f"{comfy_pack.__name__}.nodes.{name}")
-    return {"context": load("context_options"), "travel": load("prompt_travel")}
+def pack_nodes(pack_node):
+    return {"context": pack_node("context_options"), "travel": pack_node("prompt_travel")}
 
 
 @pytest.fixture(scope="module")
 def clip(comfy):
-    import comfy.sd
-    import comfy.sd1_clip
-    import comfy.supported_models_base
-
-    target = comfy.supported_models_base.ClipTarget(comfy.sd1_clip.SD1Tokenizer, comfy.sd1_clip.SD1ClipModel)
-    clip = comfy.sd.CLIP(target, model_options={"clip_l_model_config": CLIP_CONFIG, "dtype": torch.float32})
-    _fill(clip.cond_stage_model, 0, scale=0.1)
-    return clip
+    return tiny_clip(WIDTH, seed=0)
 
 
 @pytest.fixture(scope="module")
 def unet(comfy):
-    import comfy.model_patcher
-    import comfy.supported_models
-
-    model = comfy.supported_models.SD15(UNET_CONFIG).get_model({})
-    _fill(model, 1, loud=("attn2.to_k", "attn2.to_v", "attn2.to_out"))
-    return comfy.model_patcher.ModelPatcher(model, load_device=CPU, offload_device=CPU)
+    # the cross-attention gets 10x larger weights, so the prompt visibly matters
+    cross = ("attn2.to_k", "attn2.to_v", "attn2.to_out")
+    return tiny_unet(WIDTH, seed=1, loud=lambda name: any(k in name for k in cross), loud_factor=10.0)
 
 
 def travel(pack_nodes, clip, schedule=SCHEDULE, frames=10, pre="", post="", interpolation="linear"):
