@@ -2,10 +2,10 @@
 import pytest
 import torch
 
-from conftest import manifest_state_dict
+from manifest_weights import manifest_state_dict
 from motion_core import MotionFormatError, load_domain_adapter, load_motion_lora, load_motion_module, merged_motion_module
 
-torch.set_grad_enabled(False)
+pytestmark = pytest.mark.usefixtures("no_grad")  # inference-only maths
 ATT = "down_blocks.1.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1"
 
 

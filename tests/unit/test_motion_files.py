@@ -7,10 +7,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from conftest import manifest, manifest_state_dict
+from manifest_weights import manifest, manifest_state_dict
 from motion_core import MotionFormatError, load_domain_adapter, load_motion_lora, load_motion_module, read_state_dict
 
-torch.set_grad_enabled(False)
+pytestmark = pytest.mark.usefixtures("no_grad")  # inference-only maths
 
 FIRST = ["down_blocks.0.motion_modules.0."]
 EXPECTED = {

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from conftest import manifest_state_dict
+from manifest_weights import manifest_state_dict
 from motion_core import load_motion_module
 from motion_core.temporal import NORM_ACROSS_FRAMES, NORM_PER_FRAME, TemporalModule, sinusoidal_table
 from motion_reference import module_weights, reference_module, sinusoid
 
-torch.set_grad_enabled(False)
+pytestmark = pytest.mark.usefixtures("no_grad")  # inference-only maths
 
 
 def _module_from(sd, prefix, norm_mode):
