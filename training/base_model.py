@@ -144,12 +144,17 @@ def init_taesd_analytic_(taesd: nn.Module, seed: int = 0, noise: float = 0.1) ->
         taesd.vae_shift.zero_()
 
 
-def calibrate_latents_(taesd: nn.Module, frames01: torch.Tensor) -> Dict[str, float]:
-    """Set vae_scale/vae_shift so model-space latents (raw x 0.18215) of these frames have mean 0 and std 1,
-    as SD's VAE latents roughly do; the decoder still sees the encoder's own output ((raw - shift) * scale)."""
+def encoder_outputs(taesd: nn.Module, frames01: torch.Tensor, chunk: int = 64) -> torch.Tensor:
     with torch.no_grad():
-        e = torch.cat([taesd.taesd_encoder(frames01[i:i + 32]) for i in range(0, frames01.shape[0], 32)])
-        mean, std = float(e.mean()), float(e.std())
+        return torch.cat([taesd.taesd_encoder(frames01[i:i + chunk]) for i in range(0, frames01.shape[0], chunk)])
+
+
+def calibrate_latents_(taesd: nn.Module, encoded: torch.Tensor) -> Dict[str, float]:
+    """Set vae_scale/vae_shift so model-space latents (raw x 0.18215) of these encoder outputs have mean 0 and
+    std 1, as SD's VAE latents roughly do; the decoder still sees the encoder's own output ((raw - shift) *
+    scale), so reconstructions do not change. Returns the statistics; the latents are (encoded - mean) / std."""
+    mean, std = float(encoded.mean()), float(encoded.std())
+    with torch.no_grad():
         taesd.vae_scale.fill_(SD15_LATENT_SCALE * std)
         taesd.vae_shift.fill_(-mean / (std * SD15_LATENT_SCALE))
     return {"encoder_mean": mean, "encoder_std": std}
@@ -167,10 +172,11 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def train_taesd(taesd: nn.Module, frames01: torch.Tensor, steps: int, batch: int = 8, lr: float = 1e-3,
-                seed: int = 0, log: Optional[Callable[[str], None]] = None) -> Dict[str, float]:
+                seed: int = 0, log: Optional[Callable[[str], None]] = None, crop: int = 0) -> Dict[str, float]:
     """Fine-tune encoder+decoder on frames [N,3,H,W] in [0,1] (L1 + MSE). Returns PSNR before/after on a
-    held-out slice (the last 1/8 of the frames)."""
-    n_val = max(1, frames01.shape[0] // 8)
+    held-out slice (the last frames, at most 32). crop > 0 trains on random crop x crop windows on the 8 px
+    latent grid: the model is convolutional, and a 32 px crop costs a quarter of a 64 px frame."""
+    n_val = min(32, max(1, frames01.shape[0] // 8))
     val, train = frames01[-n_val:], frames01[:-n_val]
     with torch.no_grad():
         before = psnr(taesd_reconstruct(taesd, val), val)
@@ -180,13 +186,17 @@ def train_taesd(taesd: nn.Module, frames01: torch.Tensor, steps: int, batch: int
     for step in range(steps):
         idx = torch.randint(0, train.shape[0], (batch,), generator=g)
         x = train[idx]
+        if crop and crop < x.shape[-1]:
+            top = int(torch.randint(0, (x.shape[-2] - crop) // 8 + 1, (1,), generator=g)) * 8
+            left = int(torch.randint(0, (x.shape[-1] - crop) // 8 + 1, (1,), generator=g)) * 8
+            x = x[..., top:top + crop, left:left + crop]
         rec = taesd_reconstruct(taesd, x)
         loss = (rec - x).abs().mean() + ((rec - x) ** 2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if log and (step % 20 == 0 or step == steps - 1):
-            log(f"vae step {step + 1}/{steps} loss {float(loss):.4f}")
+            log(f"vae step {step + 1}/{steps} loss {float(loss.detach()):.4f}")
     taesd.eval()
     taesd.requires_grad_(False)
     with torch.no_grad():
@@ -261,15 +271,22 @@ def save_checkpoint(build: BaseBuild, path: str) -> None:
 def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str], embeddings: Dict[str, torch.Tensor],
                          steps: int, batch: int = 16, lr: float = 5e-4, empty_prompt_prob: float = 0.1,
                          seed: int = 0, log: Optional[Callable[[str], None]] = None,
-                         time_budget_s: Optional[float] = None) -> Dict[str, float]:
+                         time_budget_s: Optional[float] = None, extra_alphas: Sequence[torch.Tensor] = (),
+                         amp_dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
     """Epsilon-prediction MSE on single frames with the model's own schedule (SD's scaled-linear for SD1.5).
 
-    latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i].
+    latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i]. `extra_alphas`: further
+    alphas_cumprod tables drawn per sample with the model's own (a toy base trained on SD's schedule alone is
+    brittle when AnimateDiff samples it with the linear-beta schedule; real SD1.5 copes by itself).
+    amp_dtype: autocast dtype (bf16 roughly halves CPU time on CPUs with bf16 units), None for float32.
     """
+    import contextlib
+
     model = patcher.model
     unet = model.diffusion_model
     sampling = model.model_sampling
-    alphas = (1.0 / (1.0 + sampling.sigmas.float() ** 2))  # alphas_cumprod from ComfyUI's sigma table
+    tables = [(1.0 / (1.0 + sampling.sigmas.float() ** 2))] + [a.float() for a in extra_alphas]
+    alphas = torch.stack(tables)  # [schedules, T] alphas_cumprod (ComfyUI stores sigma = sqrt((1-a)/a))
     g = _gen(seed)
     unet.train()
     unet.requires_grad_(True)
@@ -285,18 +302,22 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
         x0 = latents[idx]
         ctx = torch.stack([empty if float(torch.rand((), generator=g)) < empty_prompt_prob else embeddings[captions[i]]
                            for i in idx.tolist()])
-        t = torch.randint(0, alphas.shape[0], (batch,), generator=g)
+        t = torch.randint(0, alphas.shape[1], (batch,), generator=g)
+        which = torch.randint(0, alphas.shape[0], (batch,), generator=g)
         eps = torch.randn(x0.shape, generator=g)
-        a = alphas[t].view(-1, 1, 1, 1)
+        a = alphas[which, t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        pred = unet(xt, t.float(), context=ctx, transformer_options={})
+        autocast = torch.autocast("cpu" if xt.device.type == "cpu" else "cuda", dtype=amp_dtype) \
+            if amp_dtype is not None else contextlib.nullcontext()
+        with autocast:
+            pred = unet(xt, t.float(), context=ctx, transformer_options={})
         loss = torch.nn.functional.mse_loss(pred.float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         done = step + 1
         if log and (step % 25 == 0 or step == steps - 1):
             log(f"base unet step {done}/{steps} loss {np.mean(losses[-25:]):.4f} ({time.time() - t0:.0f}s)")

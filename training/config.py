@@ -188,6 +188,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("data.empty_prompt_prob must be within [0, 1]")
     if cfg.schedule.beta_schedule not in ("linear", "scaled_linear"):
         raise ConfigError("schedule.beta_schedule must be 'linear' (AnimateDiff) or 'scaled_linear' (SD)")
+    # YAML reads on/off/yes/no as booleans: accept them for the two switch-like settings.
+    cfg.optim.mixed_precision = {"false": "no", "off": "no", "none": "no"}.get(
+        str(cfg.optim.mixed_precision).lower(), str(cfg.optim.mixed_precision).lower())
+    cfg.optim.gradient_checkpointing = {"true": "on", "false": "off", "yes": "on", "no": "off"}.get(
+        str(cfg.optim.gradient_checkpointing).lower(), str(cfg.optim.gradient_checkpointing).lower())
     if cfg.optim.mixed_precision not in ("auto", "fp16", "bf16", "no"):
         raise ConfigError("optim.mixed_precision must be auto, fp16, bf16 or no")
     if cfg.optim.gradient_checkpointing not in ("auto", "on", "off"):

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO
+from training_fixtures import REPO
 
 CAPTIONS = ["", "a red circle moving left", "a red circle moving right", "a blue circle moving left",
             "a blue circle moving right"]

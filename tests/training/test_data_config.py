@@ -111,6 +111,8 @@ def test_config_defaults_are_the_paper_values():
     cfg = tconfig.load_config()
     assert (cfg.data.frames, cfg.data.stride, cfg.data.size) == (16, 4, 256)
     assert (cfg.optim.lr, cfg.optim.weight_decay, cfg.optim.grad_clip, cfg.optim.batch_size) == (1e-4, 1e-2, 1.0, 4)
+    off = tconfig.load_config(None, ["optim.gradient_checkpointing=off", "optim.mixed_precision=no"])
+    assert (off.optim.gradient_checkpointing, off.optim.mixed_precision) == ("off", "no")  # not YAML booleans
     assert (cfg.schedule.beta_start, cfg.schedule.beta_end, cfg.schedule.num_train_timesteps) == (0.00085, 0.012, 1000)
     assert cfg.schedule.beta_schedule == "linear" and cfg.schedule.latent_scale == 0.18215
     assert cfg.data.empty_prompt_prob == 0.1

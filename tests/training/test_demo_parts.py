@@ -1,0 +1,104 @@
+"""The demo's measurements and its workflow conversion, without booting ComfyUI (the whole demo runs in
+test_demo_smoke.py)."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+from training import demo_metrics, synthetic
+from training.comfy_run import bypass, find_node, ui_to_api
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _clip(direction, colour="red", n=16, size=64, seed=0):
+    spec = synthetic.random_spec(np.random.default_rng(seed), size, n, colour, "circle", direction, travel=0.5)
+    return synthetic.render_clip(spec, size)
+
+
+@pytest.mark.parametrize("direction", ["left", "right", "up", "down"])
+def test_a_clip_moving_as_prompted_scores_as_consistent_and_correct(direction):
+    m = demo_metrics.measure(_clip(direction), "red", direction)
+    assert m["present"] == 1.0 and m["iou"] > 0.6
+    assert m["direction_ok"] == 1.0 and m["slope_px_per_frame"] == pytest.approx(0.5 * 64 / 15, rel=0.1)
+    assert m["drift_across_px"] < 1.0
+    opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}[direction]
+    assert demo_metrics.measure(_clip(direction), "red", opposite)["direction_ok"] == 0.0
+
+
+def test_independent_frames_score_as_inconsistent():
+    rng = np.random.default_rng(1)
+    frames = np.stack([synthetic.render_shape(64, "circle", synthetic.COLOURS["red"],
+                                              (rng.uniform(10, 54), rng.uniform(10, 54)), 8) for _ in range(16)])
+    moving = demo_metrics.measure(_clip("left"), "red", "left")
+    jumping = demo_metrics.measure(frames, "red", "left")
+    assert jumping["iou"] < 0.5 * moving["iou"] and jumping["jump_px"] > 3 * moving["jump_px"]
+    assert demo_metrics.measure(frames, "blue", "left")["present"] == 0.0  # wrong colour: nothing tracked
+
+
+def test_zoom_clip_area_grows():
+    from training.augment import camera_motion_clip
+
+    still = synthetic.render_shape(64, "circle", synthetic.COLOURS["red"], (32, 32), 8)
+    m = demo_metrics.measure(camera_motion_clip(still, "zoom_in", 16, 64, 0.6), "red")
+    assert m["area_ratio"] > 2.0 and m["log_area_slope"] > 0
+    static = demo_metrics.measure(np.stack([still] * 16), "red")
+    assert static["area_ratio"] == pytest.approx(1.0) and abs(static["log_area_slope"]) < 1e-9
+
+
+# --- the shipped workflows in API form ---------------------------------------------------------------------------
+
+INPUTS = {  # the widget layout of the node types the demo's workflows use (names/types as the nodes declare)
+    "CheckpointLoaderSimple": {"required": {"ckpt_name": [["a.safetensors"]]}},
+    "CLIPTextEncode": {"required": {"text": ["STRING", {"multiline": True}], "clip": ["CLIP"]}},
+    "ADMK_LoadMotionModule": {"required": {"model_name": [["mm.safetensors"]]}},
+    "ADMK_ApplyMotionLoRA": {"required": {"motion_module": ["ADMK_MOTION_MODULE"], "lora_name": [["l.safetensors"]],
+                                          "strength": ["FLOAT", {}]}},
+    "ADMK_InflateModel": {"required": {"model": ["MODEL"], "motion_module": ["ADMK_MOTION_MODULE"],
+                                       "domain_adapter": [["none"]], "adapter_scale": ["FLOAT", {}],
+                                       "motion_strength": ["FLOAT", {}], "beta_schedule": [["auto"]]},
+                          "optional": {"context_options": ["ADMK_CONTEXT_OPTIONS"]}},
+    "ADMK_SampleAnimation": {"required": {"model": ["MODEL"], "positive": ["CONDITIONING"],
+                                          "negative": ["CONDITIONING"], "frames": ["INT", {}], "width": ["INT", {}],
+                                          "height": ["INT", {}], "seed": ["INT", {"control_after_generate": True}],
+                                          "steps": ["INT", {}], "cfg": ["FLOAT", {}], "sampler_name": [["euler"]],
+                                          "scheduler": [["normal"]], "denoise": ["FLOAT", {}]},
+                             "optional": {"latent": ["LATENT"], "image": ["IMAGE"], "vae": ["VAE"],
+                                          "context_options": ["ADMK_CONTEXT_OPTIONS"]}},
+    "VAEDecode": {"required": {"samples": ["LATENT"], "vae": ["VAE"]}},
+    "ADMK_SaveAnimation": {"required": {"images": ["IMAGE"], "filename_prefix": ["STRING", {}],
+                                        "format": [["gif", "mp4"]], "fps": ["FLOAT", {}], "loop_count": ["INT", {}],
+                                        "ping_pong": ["BOOLEAN", {}], "save_output": ["BOOLEAN", {}]}},
+}
+
+
+def _workflow(name):
+    with open(os.path.join(REPO, "example_workflows", name)) as f:
+        return json.load(f)
+
+
+def test_ui_to_api_names_widgets_and_follows_links():
+    prompt = ui_to_api(_workflow("txt2anim_sd15_v2.json"), lambda t: INPUTS[t])
+    assert "Note" not in {n["class_type"] for n in prompt.values()}
+    sample = prompt[find_node(prompt, "ADMK_SampleAnimation")]["inputs"]
+    # the editor stores seed, then its "control after generate" value, then steps
+    assert isinstance(sample["seed"], int) and isinstance(sample["steps"], int) and sample["steps"] > 1
+    assert isinstance(sample["cfg"], float) and sample["sampler_name"] in ("euler", "euler_ancestral")
+    inflate = find_node(prompt, "ADMK_InflateModel")
+    assert sample["model"] == [inflate, 0]
+    assert prompt[inflate]["inputs"]["model"] == [find_node(prompt, "CheckpointLoaderSimple"), 0]
+    assert prompt[find_node(prompt, "VAEDecode")]["inputs"]["vae"] == [find_node(prompt, "CheckpointLoaderSimple"), 2]
+
+
+def test_bypass_passes_the_input_through():
+    prompt = ui_to_api(_workflow("motionlora_zoomin_panleft.json"), lambda t: INPUTS[t])
+    first, second = find_node(prompt, "ADMK_ApplyMotionLoRA", 0), find_node(prompt, "ADMK_ApplyMotionLoRA", 1)
+    inflate = find_node(prompt, "ADMK_InflateModel")
+    assert prompt[inflate]["inputs"]["motion_module"] == [second, 0]
+    out = bypass(prompt, second, "motion_module")
+    assert second not in out and out[inflate]["inputs"]["motion_module"] == [first, 0]
+    assert second in prompt  # the original prompt is left alone
+    no_mm = bypass(out, inflate, "model")
+    sampler = no_mm[find_node(no_mm, "ADMK_SampleAnimation")]["inputs"]
+    assert sampler["model"] == [find_node(no_mm, "CheckpointLoaderSimple"), 0]

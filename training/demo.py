@@ -1,0 +1,459 @@
+"""End-to-end demo on a CPU, no downloads: `python -m training.demo` (`make demo`).
+
+1. a captioned synthetic video set: coloured shapes moving in known directions ("a red circle moving left"),
+   plus still images for the MotionLoRA;
+2. a small base model that ComfyUI loads as SD1.5 (training.base_model: 320-channel one-level UNet, a
+   TAESD-layout VAE that reconstructs the frames, seeded CLIP-L with cached prompt embeddings);
+3. a motion module for that UNet (`python -m training.train --stage motion`'s Trainer) and a zoom-in
+   MotionLoRA (stage motionlora, rule-based zoom over the stills);
+4. the shipped example workflows (example_workflows/txt2anim_sd15_v2.json, motionlora_zoomin_panleft.json)
+   run through ComfyUI's executor in this process, with the demo's files, prompts and 64 px size;
+5. measurements on the generated frames (training.demo_metrics): object consistency with vs without the
+   motion module, motion along the prompted direction, growth under the zoom LoRA -> demo_output/report.md.
+
+Trained files are kept in demo_output/cache/ and reused by later runs (--fresh retrains).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+
+from . import synthetic
+from .config import load_config
+
+CACHE_VERSION = "3"  # bump when anything that shapes the cached files changes
+SIZE = 64
+FRAMES = 16
+VIDEO_FRAMES = 61  # 16 frames at stride 4
+BASE_NAME = "admk_demo_sd15.safetensors"
+MM_NAME = "admk_demo_mm.safetensors"
+LORA_NAME = "admk_demo_zoom_in.safetensors"
+DIRECTION_PROMPTS = [("a red circle moving left", "red", "left"), ("a blue square moving right", "blue", "right"),
+                     ("a green circle moving up", "green", "up"), ("a yellow square moving down", "yellow", "down")]
+ZOOM_PROMPT = ("a red circle", "red")
+
+
+class Log:
+    def __init__(self, path: str):
+        self.path = path
+        self.t0 = time.time()
+
+    def __call__(self, msg: str) -> None:
+        line = f"[{time.time() - self.t0:7.1f}s] {msg}"
+        print(line, flush=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+
+def bf16_is_faster() -> bool:
+    """bf16 autocast halves CPU training time where the CPU has bf16 units and slows it where it has not:
+    time both on a UNet-sized matmul and pick."""
+    x = torch.randn(256, 1280)
+    w = torch.randn(1280, 1280, requires_grad=True)
+
+    def run(bf16: bool) -> float:
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                y = (x @ w).relu() @ w
+            y.float().sum().backward()
+            best = min(best, time.perf_counter() - t0)
+        return best
+
+    run(False), run(True)
+    return run(True) < 0.75 * run(False)
+
+
+# --- 1. data -----------------------------------------------------------------------------------------------------
+
+def ensure_data(cache: str, log: Log) -> Dict[str, str]:
+    videos, stills = os.path.join(cache, "data", "videos"), os.path.join(cache, "data", "stills")
+    if not os.path.isfile(os.path.join(videos, "captions.csv")):
+        log("writing the synthetic video set")
+        synthetic.make_synthetic_set(videos, videos_per_prompt=2, size=SIZE, n_frames=VIDEO_FRAMES, seed=0)
+    if not os.path.isfile(os.path.join(stills, "captions.csv")):
+        synthetic.make_synthetic_set(stills, videos_per_prompt=0, size=SIZE, directions=[], stills_per_prompt=4,
+                                     seed=1)
+    return {"videos": videos, "stills": stills}
+
+
+def _frames_for_base(data: Dict[str, str]):
+    from .data import read_frames, scan_entries
+
+    frames, captions = [], []
+    for e in scan_entries(data["videos"], "captions.csv"):
+        for f in read_frames(e.path, range(0, e.num_frames, 6)):
+            frames.append(f)
+            captions.append(e.caption)
+    for e in scan_entries(data["stills"], "captions.csv"):
+        img = read_frames(e.path, [0])[0]
+        for _ in range(4):  # weight the stills like a short clip
+            frames.append(img)
+            captions.append(e.caption)
+    x = torch.from_numpy(np.stack(frames)).float().div(255).permute(0, 3, 1, 2).contiguous()
+    return x, captions
+
+
+# --- 2. the base model --------------------------------------------------------------------------------------------
+
+def ensure_base(cache: str, data: Dict[str, str], scale: float, amp, log: Log) -> Dict[str, object]:
+    from . import base_model as bm
+    from .diffusion import betas_for
+    from .train import TextCache
+
+    path = os.path.join(cache, "models", "checkpoints", BASE_NAME)
+    emb_path = os.path.join(cache, "text_embeddings.safetensors")
+    stats_path = os.path.join(cache, "base_stats.json")
+    if os.path.isfile(path) and os.path.isfile(emb_path) and os.path.isfile(stats_path):
+        log(f"base model: reusing {path}")
+        with open(stats_path) as f:
+            return {"path": path, "embeddings": emb_path, "stats": json.load(f)}
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    t0 = time.time()
+    build = bm.build_base(bm.reduced_sd15_unet_config(), seed=0)
+    frames, captions = _frames_for_base(data)
+    log(f"base model: {sum(p.numel() for p in build.patcher.model.diffusion_model.parameters()) / 1e6:.1f} M-param "
+        f"UNet, {frames.shape[0]} training frames")
+    stats: Dict[str, object] = {"unet_params": sum(p.numel() for p in build.patcher.model.diffusion_model.parameters())}
+    # VAE: analytic start, a short fine-tune, then latents calibrated to unit scale
+    vae_steps = max(1, int(60 * scale))
+    stats["vae"] = bm.train_taesd(build.taesd, frames, steps=vae_steps, batch=8, lr=5e-4, seed=0, crop=32,
+                                  log=log)
+    encoded = bm.encoder_outputs(build.taesd, frames)
+    stats["vae"].update(bm.calibrate_latents_(build.taesd, encoded))
+    latents = (encoded - stats["vae"]["encoder_mean"]) / stats["vae"]["encoder_std"]  # = encode() x 0.18215
+    bm.refresh_vae(build)
+    log(f"VAE: PSNR {stats['vae']['psnr_before']:.1f} dB (analytic) -> {stats['vae']['psnr_after']:.1f} dB "
+        f"after {vae_steps} steps")
+    # text: every caption the demo trains or samples with, encoded once by the checkpoint's CLIP
+    prompts = sorted(set(captions) | {""} | {p for p, _, _ in DIRECTION_PROMPTS} | {ZOOM_PROMPT[0]})
+    t1 = time.time()
+    cache_obj = TextCache(lambda c: None)
+    cache_obj.cache = bm.encode_prompts(build.clip, prompts)
+    cache_obj.save(emb_path)
+    log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
+    # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
+    linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
+    steps = max(1, int(400 * scale))
+    stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps, batch=16,
+                                            lr=5e-4, seed=0, log=log, extra_alphas=[linear], amp_dtype=amp)
+    bm.save_checkpoint(build, path)
+    # what a user gets: the file through ComfyUI's loader, detected as SD1.5
+    import comfy.sd
+
+    model, _, vae, _ = comfy.sd.load_checkpoint_guess_config(path, output_clip=False)
+    stats["detected_as"] = type(model.model.model_config).__name__
+    stats["vae_type"] = type(vae.first_stage_model).__name__
+    stats["seconds"] = time.time() - t0
+    if stats["detected_as"] != "SD15":
+        raise RuntimeError(f"ComfyUI detects the demo base as {stats['detected_as']}, not SD15")
+    with open(stats_path, "w") as f:
+        json.dump(stats, f, indent=1)
+    log(f"base model: saved {path} ({os.path.getsize(path) / 1e6:.0f} MB), ComfyUI detects "
+        f"{stats['detected_as']} with a {stats['vae_type']} VAE; {stats['seconds']:.0f}s")
+    return {"path": path, "embeddings": emb_path, "stats": stats}
+
+
+# --- 3. motion module and MotionLoRA --------------------------------------------------------------------------------
+
+def _train_stage(config_name: str, overrides: List[str], out_path: str, log: Log) -> Dict[str, object]:
+    from .train import Trainer
+
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "configs", config_name), overrides)
+    log(f"training {cfg.stage}: {cfg.optim.max_steps} steps, batch {cfg.optim.batch_size} x {cfg.data.frames} frames")
+    result = Trainer(cfg).train()
+    shutil.copyfile(result["output"], out_path)
+    losses = result["losses"]
+    info = {"steps": result["steps"], "seconds": round(result["seconds"], 1),
+            "loss_first10": float(np.mean(losses[:10])) if losses else None,
+            "loss_last10": float(np.mean(losses[-10:])) if losses else None}
+    log(f"{cfg.stage}: loss {info['loss_first10']:.4f} -> {info['loss_last10']:.4f} in {info['seconds']:.0f}s")
+    return info
+
+
+def ensure_motion(cache: str, data, base, scale: float, amp_name: str, log: Log) -> Dict[str, object]:
+    mm_dir = os.path.join(cache, "models", "animatediff_models")
+    path = os.path.join(mm_dir, MM_NAME)
+    stats_path = os.path.join(cache, "motion_stats.json")
+    if os.path.isfile(path) and os.path.isfile(stats_path):
+        log(f"motion module: reusing {path}")
+        return json.load(open(stats_path))
+    os.makedirs(mm_dir, exist_ok=True)
+    steps = max(2, int(240 * scale))
+    info = _train_stage("demo_motion.yaml", [
+        f"data.root={data['videos']}", f"model.checkpoint={base['path']}",
+        f"model.text_embeddings={base['embeddings']}", f"run.output_dir={os.path.join(cache, 'runs', 'motion')}",
+        f"optim.max_steps={steps}", f"optim.mixed_precision={amp_name}", "run.resume="], path, log)
+    from motion_core import load_motion_module
+
+    mm = load_motion_module(path)
+    info["loaded_as"] = mm.info.summary()
+    json.dump(info, open(stats_path, "w"), indent=1)
+    return info
+
+
+def ensure_lora(cache: str, data, base, scale: float, amp_name: str, log: Log) -> Dict[str, object]:
+    lora_dir = os.path.join(cache, "models", "animatediff_motion_lora")
+    path = os.path.join(lora_dir, LORA_NAME)
+    stats_path = os.path.join(cache, "lora_stats.json")
+    if os.path.isfile(path) and os.path.isfile(stats_path):
+        log(f"zoom MotionLoRA: reusing {path}")
+        return json.load(open(stats_path))
+    os.makedirs(lora_dir, exist_ok=True)
+    steps = max(2, int(120 * scale))
+    mm_path = os.path.join(cache, "models", "animatediff_models", MM_NAME)
+    info = _train_stage("demo_motionlora.yaml", [
+        f"data.root={data['stills']}", f"model.checkpoint={base['path']}", f"model.motion_module={mm_path}",
+        f"model.text_embeddings={base['embeddings']}", f"run.output_dir={os.path.join(cache, 'runs', 'motionlora')}",
+        f"optim.max_steps={steps}", f"optim.mixed_precision={amp_name}", "run.resume="], path, log)
+    from motion_core import load_motion_lora
+
+    info["loaded_as"] = f"MotionLoRA rank {load_motion_lora(path).rank}, {len(load_motion_lora(path).deltas)} weights"
+    json.dump(info, open(stats_path, "w"), indent=1)
+    return info
+
+
+# --- 4. the shipped workflows through ComfyUI's executor ---------------------------------------------------------
+
+def _set(prompt: dict, class_type: str, nth: int = 0, **inputs) -> str:
+    from .comfy_run import find_node
+
+    node = find_node(prompt, class_type, nth)
+    prompt[node]["inputs"].update(inputs)
+    return node
+
+
+def _prepare(runner, workflow_file: str, text: str, seed: int, steps: int, prefix: str) -> dict:
+    from .comfy_run import example_workflow, load_workflow, ui_to_api
+
+    prompt = ui_to_api(load_workflow(example_workflow(workflow_file)), runner.input_types)
+    _set(prompt, "CheckpointLoaderSimple", ckpt_name=BASE_NAME)
+    _set(prompt, "CLIPTextEncode", 0, text=text)
+    _set(prompt, "CLIPTextEncode", 1, text="")  # the empty caption is what the models learnt as "unconditional"
+    _set(prompt, "ADMK_LoadMotionModule", model_name=MM_NAME)
+    _set(prompt, "ADMK_SampleAnimation", frames=FRAMES, width=SIZE, height=SIZE, seed=seed, steps=steps)
+    save = _set(prompt, "ADMK_SaveAnimation", filename_prefix=prefix, format="gif")
+    mp4 = json.loads(json.dumps(prompt[save]))  # the same node again, writing an MP4
+    mp4["inputs"]["format"] = "mp4"
+    prompt[str(max(int(k) for k in prompt) + 1)] = mp4
+    return prompt
+
+
+def _frames_of(result: dict, prompt: dict) -> np.ndarray:
+    from .comfy_run import find_node
+
+    images = result[find_node(prompt, "VAEDecode")][0]
+    images = images[0] if isinstance(images, list) else images
+    return (images.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def run_workflows(cache: str, out: str, steps: int, seeds: List[int], log: Log) -> List[dict]:
+    from .comfy_run import ComfyRunner, bypass, find_node
+
+    models = os.path.join(cache, "models")
+    comfy_out = os.path.join(out, "comfy_output")
+    runner = ComfyRunner(comfy_out, {"checkpoints": os.path.join(models, "checkpoints"),
+                                     "animatediff_models": os.path.join(models, "animatediff_models"),
+                                     "animatediff_motion_lora": os.path.join(models, "animatediff_motion_lora")})
+    runs = []
+
+    def execute(name: str, prompt: dict, **meta):
+        t0 = time.time()
+        result = runner.run(prompt)
+        frames = _frames_of(result, prompt)
+        runs.append(dict(meta, name=name, frames=frames, seconds=time.time() - t0))
+        log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} in {time.time() - t0:.1f}s")
+
+    log("running example_workflows/txt2anim_sd15_v2.json (with and without the motion module)")
+    for text, colour, direction in DIRECTION_PROMPTS:
+        for seed in seeds:
+            slug = f"{colour}_{direction}_s{seed}"
+            prompt = _prepare(runner, "txt2anim_sd15_v2.json", text, seed, steps, f"admk_demo/{slug}_motion")
+            execute(f"{slug}_motion", prompt, prompt_text=text, colour=colour, direction=direction, seed=seed,
+                    variant="motion module")
+            no_mm = bypass(_prepare(runner, "txt2anim_sd15_v2.json", text, seed, steps, f"admk_demo/{slug}_image"),
+                           find_node(prompt, "ADMK_InflateModel"), "model")
+            execute(f"{slug}_image", no_mm, prompt_text=text, colour=colour, direction=direction, seed=seed,
+                    variant="image model only")
+    log("running example_workflows/motionlora_zoomin_panleft.json (zoom LoRA; the pan-left node bypassed)")
+    text, colour = ZOOM_PROMPT
+    for seed in seeds:
+        slug = f"zoom_s{seed}"
+        plain = _prepare(runner, "txt2anim_sd15_v2.json", text, seed, steps, f"admk_demo/{slug}_nolora")
+        execute(f"{slug}_nolora", plain, prompt_text=text, colour=colour, seed=seed, variant="motion module")
+        prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, steps, f"admk_demo/{slug}_lora")
+        _set(prompt, "ADMK_ApplyMotionLoRA", 0, lora_name=LORA_NAME, strength=1.0)
+        prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 1), "motion_module")
+        execute(f"{slug}_lora", prompt, prompt_text=text, colour=colour, seed=seed, variant="motion module + zoom LoRA")
+    return runs
+
+
+# --- 5. measurements and the report ------------------------------------------------------------------------------
+
+def _mean(values) -> float:
+    v = [x for x in values if x is not None and not (isinstance(x, float) and math.isnan(x))]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
+    from .demo_metrics import measure
+
+    anim_dir = os.path.join(out, "animations")
+    os.makedirs(anim_dir, exist_ok=True)
+    for r in runs:
+        r["metrics"] = measure(r["frames"], r["colour"], r.get("direction"))
+        _write_animation(r["frames"], os.path.join(anim_dir, r["name"]))
+    by = lambda variant, zoom=False: [r for r in runs if r["variant"] == variant and ("zoom" in r["name"]) == zoom]  # noqa: E731
+    mm, img = by("motion module"), by("image model only")
+    zoom_off, zoom_on = by("motion module", True), by("motion module + zoom LoRA", True)
+    summary = {
+        "consistency": {
+            "iou_motion": _mean(r["metrics"]["iou"] for r in mm), "iou_image": _mean(r["metrics"]["iou"] for r in img),
+            "jump_motion_px": _mean(r["metrics"]["jump_px"] for r in mm),
+            "jump_image_px": _mean(r["metrics"]["jump_px"] for r in img),
+            "present_motion": _mean(r["metrics"]["present"] for r in mm),
+            "present_image": _mean(r["metrics"]["present"] for r in img)},
+        "direction": {
+            "correct_motion": int(sum(r["metrics"].get("direction_ok", 0) for r in mm)), "n": len(mm),
+            "correct_image": int(sum(r["metrics"].get("direction_ok", 0) for r in img)),
+            "slope_motion_px_per_frame": _mean(r["metrics"].get("slope_px_per_frame") for r in mm),
+            "slope_image_px_per_frame": _mean(r["metrics"].get("slope_px_per_frame") for r in img)},
+        "zoom": {
+            "area_ratio_lora": _mean(r["metrics"]["area_ratio"] for r in zoom_on),
+            "area_ratio_no_lora": _mean(r["metrics"]["area_ratio"] for r in zoom_off),
+            "log_area_slope_lora": _mean(r["metrics"]["log_area_slope"] for r in zoom_on),
+            "log_area_slope_no_lora": _mean(r["metrics"]["log_area_slope"] for r in zoom_off)},
+    }
+    return summary
+
+
+def _write_animation(frames: np.ndarray, stem: str) -> None:
+    """GIF (PIL) and MP4 (H.264 through PyAV, what ComfyUI's video nodes use) of uint8 frames, upscaled x4 with
+    nearest neighbour so 64 px frames are visible."""
+    from PIL import Image
+
+    big = frames.repeat(4, axis=1).repeat(4, axis=2)
+    images = [Image.fromarray(f) for f in big]
+    images[0].save(stem + ".gif", save_all=True, append_images=images[1:], duration=125, loop=0)
+    try:
+        import av
+
+        with av.open(stem + ".mp4", "w") as container:
+            stream = container.add_stream("libx264", rate=8)
+            stream.width, stream.height, stream.pix_fmt = big.shape[2], big.shape[1], "yuv420p"
+            for f in big:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+    except Exception as exc:  # an av build without libx264: the GIF is still there
+        print(f"note: no MP4 for {os.path.basename(stem)} ({exc})", file=sys.stderr)
+
+
+def write_report(out: str, summary: dict, runs: List[dict], stats: dict, timings: dict) -> str:
+    c, d, z = summary["consistency"], summary["direction"], summary["zoom"]
+    lines = [
+        "# AnimateDiff MotionKit demo report", "",
+        "Everything below was trained from scratch on this machine (CPU) and sampled through ComfyUI's executor "
+        "with the shipped example workflows. The objects are tracked by their prompted colour.", "",
+        "## Results", "",
+        "| measure | with motion module | image model only |", "|---|---|---|",
+        f"| object mask IoU between consecutive frames (1 = same place) | {c['iou_motion']:.3f} | {c['iou_image']:.3f} |",
+        f"| mean centroid jump between frames (px, 64 px frames) | {c['jump_motion_px']:.2f} | {c['jump_image_px']:.2f} |",
+        f"| frames where the object is present | {c['present_motion']:.2f} | {c['present_image']:.2f} |",
+        f"| moves in the prompted direction (>2 px over the clip) | {d['correct_motion']}/{d['n']} | {d['correct_image']}/{d['n']} |",
+        f"| mean speed along the prompted direction (px/frame) | {d['slope_motion_px_per_frame']:.2f} | {d['slope_image_px_per_frame']:.2f} |",
+        "", "| zoom-in MotionLoRA | with LoRA | without |", "|---|---|---|",
+        f"| object area, last 3 frames / first 3 frames | {z['area_ratio_lora']:.2f} | {z['area_ratio_no_lora']:.2f} |",
+        f"| log-area slope per frame | {z['log_area_slope_lora']:.4f} | {z['log_area_slope_no_lora']:.4f} |",
+        "", "## Runs", "", "| run | variant | present | IoU | jump px | slope px/frame | area ratio | seconds |",
+        "|---|---|---|---|---|---|---|---|"]
+    for r in runs:
+        m = r["metrics"]
+        lines.append(f"| {r['name']} | {r['variant']} | {m['present']:.2f} | {m['iou']:.3f} | {m['jump_px']:.2f} | "
+                     f"{m.get('slope_px_per_frame', float('nan')):.2f} | {m.get('area_ratio', float('nan')):.2f} | "
+                     f"{r['seconds']:.1f} |")
+    lines += ["", "## Training", "", "```", json.dumps(stats, indent=1, default=str), "```", "",
+              "## Timings (seconds)", "", "```", json.dumps(timings, indent=1), "```", ""]
+    path = os.path.join(out, "report.md")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    with open(os.path.join(out, "report.json"), "w", encoding="utf-8") as f:
+        json.dump({"summary": summary, "stats": stats, "timings": timings,
+                   "runs": [{k: v for k, v in r.items() if k != "frames"} for r in runs]}, f, indent=1, default=str)
+    return path
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default="demo_output", help="output folder (trained files are cached in OUT/cache)")
+    p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing OUT/cache")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply every training step count (e.g. 0.05 smoke)")
+    p.add_argument("--steps", type=int, default=16, help="sampling steps per animation")
+    p.add_argument("--seeds", type=int, default=1, help="animations per prompt and variant")
+    p.add_argument("--comfyui-root", default="", help="ComfyUI folder (default: $COMFYUI_ROOT or .host/ComfyUI)")
+    args = p.parse_args(argv)
+
+    out = os.path.abspath(args.out)
+    cache = os.path.join(out, "cache")
+    if args.fresh and os.path.isdir(cache):
+        shutil.rmtree(cache)
+    stamp = os.path.join(cache, "VERSION")
+    if os.path.isdir(cache) and (not os.path.isfile(stamp) or open(stamp).read().strip() != CACHE_VERSION):
+        shutil.rmtree(cache)  # made by an older demo: retrain
+    os.makedirs(cache, exist_ok=True)
+    with open(stamp, "w") as f:
+        f.write(CACHE_VERSION)
+    log = Log(os.path.join(out, "demo_log.txt"))
+    from . import host
+
+    host.import_comfy(args.comfyui_root)
+    timings: Dict[str, float] = {}
+    t0 = time.time()
+    amp = torch.bfloat16 if bf16_is_faster() else None
+    amp_name = "bf16" if amp is not None else "no"
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, training precision: "
+        f"{'bf16 autocast' if amp is not None else 'float32'}")
+    data = ensure_data(cache, log)
+    timings["data"] = time.time() - t0
+    t = time.time()
+    base = ensure_base(cache, data, args.scale, amp, log)
+    timings["base_model"] = time.time() - t
+    t = time.time()
+    motion = ensure_motion(cache, data, base, args.scale, amp_name, log)
+    timings["motion_module"] = time.time() - t
+    t = time.time()
+    lora = ensure_lora(cache, data, base, args.scale, amp_name, log)
+    timings["motion_lora"] = time.time() - t
+    t = time.time()
+    runs = run_workflows(cache, out, args.steps, list(range(args.seeds)), log)
+    timings["sampling"] = time.time() - t
+    summary = evaluate(runs, out)
+    timings["total"] = time.time() - t0
+    stats = {"base": base["stats"], "motion": motion, "motion_lora": lora, "precision": amp_name}
+    path = write_report(out, summary, runs, stats, timings)
+    c, d, z = summary["consistency"], summary["direction"], summary["zoom"]
+    print("\n=== demo results ===")
+    print(f"object IoU between frames: {c['iou_motion']:.3f} with the motion module vs {c['iou_image']:.3f} without")
+    print(f"centroid jump per frame:   {c['jump_motion_px']:.2f} px vs {c['jump_image_px']:.2f} px")
+    print(f"prompted direction:        {d['correct_motion']}/{d['n']} clips with the motion module, "
+          f"{d['correct_image']}/{d['n']} without (mean speed {d['slope_motion_px_per_frame']:.2f} vs "
+          f"{d['slope_image_px_per_frame']:.2f} px/frame)")
+    print(f"zoom-in LoRA:              area x{z['area_ratio_lora']:.2f} over the clip with the LoRA, "
+          f"x{z['area_ratio_no_lora']:.2f} without")
+    print(f"total {timings['total']:.0f}s; report: {path}; animations: {os.path.join(out, 'animations')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
