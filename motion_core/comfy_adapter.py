@@ -481,10 +481,32 @@ def check_frames(model_patcher, num_frames: int, context=None, model_options: Op
         raise MotionFormatError(str(exc)) from None
 
 
+def check_conditioning_rows(name: str, tensors, frames: int) -> None:
+    """Refuse conditioning whose rows are neither shared by every frame (1) nor one per frame (`frames`).
+
+    ComfyUI would silently repeat or cut such a batch to the frame count, so e.g. a 32-frame prompt schedule
+    on a 48-frame run would drive frames 32-47 with the schedule's first rows.
+    """
+    for cond in tensors:
+        if not isinstance(cond, torch.Tensor) or cond.ndim == 0:
+            continue
+        rows = int(cond.shape[0])
+        if rows not in (1, frames):
+            raise MotionFormatError(
+                f"The {name} conditioning has {rows} rows (one per frame, e.g. a Prompt Travel schedule made for "
+                f"{rows} frames) but this animation has {frames} frame{'s' if frames != 1 else ''}. Set frames to "
+                f"{frames} in Prompt Travel (or whatever made the {name} conditioning), or make the animation "
+                f"{rows} frames long.")
+
+
 def _frame_check_wrapper(executor, noise, *args, **kwargs):
-    """OUTER_SAMPLE wrapper: the frame limit is checked before the first step, whichever sampler node runs."""
+    """OUTER_SAMPLE wrapper: frame limit and per-frame conditioning are checked before the first step, whichever
+    sampler node runs (Sample Animation, core KSampler, SamplerCustom...)."""
     guider = executor.class_obj
-    check_frames(guider.model_patcher, int(noise.shape[0]), model_options=guider.model_options)
+    frames = int(noise.shape[0])
+    check_frames(guider.model_patcher, frames, model_options=guider.model_options)
+    for name, conds in (getattr(guider, "conds", None) or {}).items():
+        check_conditioning_rows(name, [c.get("cross_attn") for c in conds or () if isinstance(c, dict)], frames)
     return executor(noise, *args, **kwargs)
 
 

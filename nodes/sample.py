@@ -54,21 +54,9 @@ def with_context(model, context_options):
 
 
 def check_conditioning(name: str, conditioning, frames: int) -> None:
-    """Refuse a CONDITIONING whose rows are neither shared by every frame (1) nor one per frame (`frames`).
-
-    ComfyUI would silently repeat or cut such a batch to the frame count, so e.g. a 32-frame prompt schedule
-    on a 48-frame run would drive frames 32-47 with the schedule's first rows.
-    """
-    for entry in conditioning or ():
-        cond = entry[0] if isinstance(entry, (list, tuple)) and entry else None
-        if not isinstance(cond, torch.Tensor) or cond.ndim == 0:
-            continue
-        rows = int(cond.shape[0])
-        if rows not in (1, frames):
-            raise ValueError(
-                f"The {name} conditioning has {rows} rows (one per frame, e.g. a Prompt Travel schedule made for "
-                f"{rows} frames) but this animation has {frames} frame{'s' if frames != 1 else ''}. Set frames to {frames} in Prompt Travel "
-                f"(or whatever made the {name} conditioning), or make the animation {rows} frames long.")
+    """The adapter's per-frame conditioning check on a raw CONDITIONING list (before any work is done)."""
+    comfy_adapter.check_conditioning_rows(
+        name, [entry[0] for entry in conditioning or () if isinstance(entry, (list, tuple)) and entry], frames)
 
 
 def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,

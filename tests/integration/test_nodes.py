@@ -169,6 +169,26 @@ def test_prompt_schedule_for_another_frame_count_is_refused_before_sampling(comf
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
 
+def test_core_ksampler_on_an_inflated_model_also_refuses_a_mismatched_schedule(comfy, files):
+    prompt = base_prompt(files, frames=6, prefix="admk_travel_ksampler")
+    for node in ("20", "30", "40"):
+        prompt.pop(node)
+    prompt["4"] = {"class_type": "ADMK_PromptTravel", "inputs": {
+        "clip": ["1", 1], "schedule": '0: "a calm sea"\n3: "a stormy sea"', "frames": 4, "pre_text": "",
+        "post_text": "", "interpolation": "linear"}}
+    prompt["5"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 6}}
+    prompt["21"] = {"class_type": "KSampler", "inputs": {
+        "seed": 0, "steps": 1, "cfg": 5.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+        "model": ["12", 0], "positive": ["4", 0], "negative": ["3", 0], "latent_image": ["5", 0]}}
+    prompt["22"] = {"class_type": "PreviewAny", "inputs": {"source": ["21", 0]}}
+    with pytest.raises(comfy.PromptExecutionError) as err:
+        comfy.run_prompt(prompt)
+    assert err.value.node_type == "KSampler"
+    assert "positive conditioning has 4 rows" in str(err.value.original)
+    progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
+    assert not any(str(d.get("node")) == "21" for d in progress)  # refused before the first step
+
+
 def test_conditioning_rows_must_be_one_or_one_per_frame(comfy_pack):
     check = pack_module(comfy_pack, "sample").check_conditioning
     shared, per_frame = [[torch.zeros(1, 77, 8), {}]], [[torch.zeros(6, 77, 8), {"pooled_output": torch.zeros(6, 8)}]]
