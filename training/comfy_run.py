@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import logging
 import os
 import sys
 import uuid
@@ -65,7 +66,14 @@ class ComfyRunner:
         self.server = _ServerStub()
         if getattr(server.PromptServer, "instance", None) is None:
             server.PromptServer.instance = self.server  # nodes reach the host through this
-        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        # ComfyUI logs a warning per optional extra it cannot import (e.g. audio nodes without torchaudio);
+        # none of them is used here, so only errors are shown while the nodes load.
+        previous = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+        try:
+            asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        finally:
+            logging.getLogger().setLevel(previous)
         pack = root / "custom_nodes" / PACK_DIR_NAME
         if not pack.exists():
             pack = host.REPO_ROOT

@@ -56,7 +56,7 @@ class ScheduleConfig:
     beta_end: float = 0.012
     beta_schedule: str = "linear"  # "linear" = linear in beta (AnimateDiff); "scaled_linear" = SD's sqrt-space one
     num_train_timesteps: int = 1000
-    latent_scale: float = 0.18215  # SD1.5 latent scale factor
+    latent_scale: float = 0.0  # VAE latents x this; 0 = the checkpoint's own (SD1.5: 0.18215, SDXL: 0.13025)
 
 
 @dataclass

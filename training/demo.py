@@ -42,6 +42,24 @@ DIRECTION_PROMPTS = [("a red circle moving left", "red", "left"), ("a blue squar
 ZOOM_PROMPT = ("a red circle", "red")
 
 
+class Plan:
+    """What the demo generates and trains. `smoke` is a minutes-long version for automated tests: the same
+    pipeline on a quarter of the data, a few steps each."""
+
+    def __init__(self, smoke: bool = False):
+        self.smoke = smoke
+        self.colours = ["red", "blue"] if smoke else list(synthetic.COLOURS)
+        self.shapes = ["circle"] if smoke else list(synthetic.SHAPES)
+        self.directions = ["left", "right"] if smoke else list(synthetic.DIRECTIONS)
+        self.videos_per_prompt = 1 if smoke else 2
+        self.stills_per_prompt = 1 if smoke else 4
+        self.frame_every = 12 if smoke else 6  # frames of each video the base model learns from
+        self.direction_prompts = ([("a red circle moving left", "red", "left"),
+                                   ("a blue circle moving right", "blue", "right")] if smoke else DIRECTION_PROMPTS)
+        self.zoom_prompt = ZOOM_PROMPT
+        self.scale = 0.02 if smoke else 1.0  # multiplies every training step count
+
+
 class Log:
     def __init__(self, path: str):
         self.path = path
@@ -76,23 +94,25 @@ def bf16_is_faster() -> bool:
 
 # --- 1. data -----------------------------------------------------------------------------------------------------
 
-def ensure_data(cache: str, log: Log) -> Dict[str, str]:
+def ensure_data(cache: str, plan: Plan, log: Log) -> Dict[str, str]:
     videos, stills = os.path.join(cache, "data", "videos"), os.path.join(cache, "data", "stills")
     if not os.path.isfile(os.path.join(videos, "captions.csv")):
         log("writing the synthetic video set")
-        synthetic.make_synthetic_set(videos, videos_per_prompt=2, size=SIZE, n_frames=VIDEO_FRAMES, seed=0)
+        synthetic.make_synthetic_set(videos, videos_per_prompt=plan.videos_per_prompt, size=SIZE,
+                                     n_frames=VIDEO_FRAMES, colours=plan.colours, shapes=plan.shapes,
+                                     directions=plan.directions, seed=0)
     if not os.path.isfile(os.path.join(stills, "captions.csv")):
-        synthetic.make_synthetic_set(stills, videos_per_prompt=0, size=SIZE, directions=[], stills_per_prompt=4,
-                                     seed=1)
+        synthetic.make_synthetic_set(stills, videos_per_prompt=0, size=SIZE, colours=plan.colours, shapes=plan.shapes,
+                                     directions=[], stills_per_prompt=plan.stills_per_prompt, seed=1)
     return {"videos": videos, "stills": stills}
 
 
-def _frames_for_base(data: Dict[str, str]):
+def _frames_for_base(data: Dict[str, str], every: int):
     from .data import read_frames, scan_entries
 
     frames, captions = [], []
     for e in scan_entries(data["videos"], "captions.csv"):
-        for f in read_frames(e.path, range(0, e.num_frames, 6)):
+        for f in read_frames(e.path, range(0, e.num_frames, every)):
             frames.append(f)
             captions.append(e.caption)
     for e in scan_entries(data["stills"], "captions.csv"):
@@ -106,7 +126,7 @@ def _frames_for_base(data: Dict[str, str]):
 
 # --- 2. the base model --------------------------------------------------------------------------------------------
 
-def ensure_base(cache: str, data: Dict[str, str], scale: float, amp, log: Log) -> Dict[str, object]:
+def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, log: Log) -> Dict[str, object]:
     from . import base_model as bm
     from .diffusion import betas_for
     from .train import TextCache
@@ -121,22 +141,22 @@ def ensure_base(cache: str, data: Dict[str, str], scale: float, amp, log: Log) -
     os.makedirs(os.path.dirname(path), exist_ok=True)
     t0 = time.time()
     build = bm.build_base(bm.reduced_sd15_unet_config(), seed=0)
-    frames, captions = _frames_for_base(data)
+    frames, captions = _frames_for_base(data, plan.frame_every)
     log(f"base model: {sum(p.numel() for p in build.patcher.model.diffusion_model.parameters()) / 1e6:.1f} M-param "
         f"UNet, {frames.shape[0]} training frames")
     stats: Dict[str, object] = {"unet_params": sum(p.numel() for p in build.patcher.model.diffusion_model.parameters())}
-    # VAE: analytic start, a short fine-tune, then latents calibrated to unit scale
-    vae_steps = max(1, int(60 * scale))
-    stats["vae"] = bm.train_taesd(build.taesd, frames, steps=vae_steps, batch=8, lr=5e-4, seed=0, crop=32,
-                                  log=log)
+    # VAE: analytic encoder, decoder fine-tuned on its outputs, latents calibrated to unit scale
     encoded = bm.encoder_outputs(build.taesd, frames)
+    vae_steps = max(1, int(60 * plan.scale))
+    stats["vae"] = bm.finetune_taesd_decoder(build.taesd, frames, encoded, steps=vae_steps, batch=4, lr=1e-3,
+                                             seed=0, log=log)
     stats["vae"].update(bm.calibrate_latents_(build.taesd, encoded))
     latents = (encoded - stats["vae"]["encoder_mean"]) / stats["vae"]["encoder_std"]  # = encode() x 0.18215
     bm.refresh_vae(build)
     log(f"VAE: PSNR {stats['vae']['psnr_before']:.1f} dB (analytic) -> {stats['vae']['psnr_after']:.1f} dB "
         f"after {vae_steps} steps")
     # text: every caption the demo trains or samples with, encoded once by the checkpoint's CLIP
-    prompts = sorted(set(captions) | {""} | {p for p, _, _ in DIRECTION_PROMPTS} | {ZOOM_PROMPT[0]})
+    prompts = sorted(set(captions) | {""} | {p for p, _, _ in plan.direction_prompts} | {plan.zoom_prompt[0]})
     t1 = time.time()
     cache_obj = TextCache(lambda c: None)
     cache_obj.cache = bm.encode_prompts(build.clip, prompts)
@@ -144,7 +164,7 @@ def ensure_base(cache: str, data: Dict[str, str], scale: float, amp, log: Log) -
     log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
     # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
     linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
-    steps = max(1, int(400 * scale))
+    steps = max(1, int(400 * plan.scale))
     stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps, batch=16,
                                             lr=5e-4, seed=0, log=log, extra_alphas=[linear], amp_dtype=amp)
     bm.save_checkpoint(build, path)
@@ -181,7 +201,7 @@ def _train_stage(config_name: str, overrides: List[str], out_path: str, log: Log
     return info
 
 
-def ensure_motion(cache: str, data, base, scale: float, amp_name: str, log: Log) -> Dict[str, object]:
+def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> Dict[str, object]:
     mm_dir = os.path.join(cache, "models", "animatediff_models")
     path = os.path.join(mm_dir, MM_NAME)
     stats_path = os.path.join(cache, "motion_stats.json")
@@ -189,7 +209,7 @@ def ensure_motion(cache: str, data, base, scale: float, amp_name: str, log: Log)
         log(f"motion module: reusing {path}")
         return json.load(open(stats_path))
     os.makedirs(mm_dir, exist_ok=True)
-    steps = max(2, int(240 * scale))
+    steps = max(2, int(240 * plan.scale))
     info = _train_stage("demo_motion.yaml", [
         f"data.root={data['videos']}", f"model.checkpoint={base['path']}",
         f"model.text_embeddings={base['embeddings']}", f"run.output_dir={os.path.join(cache, 'runs', 'motion')}",
@@ -202,7 +222,7 @@ def ensure_motion(cache: str, data, base, scale: float, amp_name: str, log: Log)
     return info
 
 
-def ensure_lora(cache: str, data, base, scale: float, amp_name: str, log: Log) -> Dict[str, object]:
+def ensure_lora(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> Dict[str, object]:
     lora_dir = os.path.join(cache, "models", "animatediff_motion_lora")
     path = os.path.join(lora_dir, LORA_NAME)
     stats_path = os.path.join(cache, "lora_stats.json")
@@ -210,7 +230,7 @@ def ensure_lora(cache: str, data, base, scale: float, amp_name: str, log: Log) -
         log(f"zoom MotionLoRA: reusing {path}")
         return json.load(open(stats_path))
     os.makedirs(lora_dir, exist_ok=True)
-    steps = max(2, int(120 * scale))
+    steps = max(2, int(120 * plan.scale))
     mm_path = os.path.join(cache, "models", "animatediff_models", MM_NAME)
     info = _train_stage("demo_motionlora.yaml", [
         f"data.root={data['stills']}", f"model.checkpoint={base['path']}", f"model.motion_module={mm_path}",
@@ -257,7 +277,7 @@ def _frames_of(result: dict, prompt: dict) -> np.ndarray:
     return (images.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def run_workflows(cache: str, out: str, steps: int, seeds: List[int], log: Log) -> List[dict]:
+def run_workflows(cache: str, out: str, plan: Plan, steps: int, seeds: List[int], log: Log) -> List[dict]:
     from .comfy_run import ComfyRunner, bypass, find_node
 
     models = os.path.join(cache, "models")
@@ -275,7 +295,7 @@ def run_workflows(cache: str, out: str, steps: int, seeds: List[int], log: Log) 
         log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} in {time.time() - t0:.1f}s")
 
     log("running example_workflows/txt2anim_sd15_v2.json (with and without the motion module)")
-    for text, colour, direction in DIRECTION_PROMPTS:
+    for text, colour, direction in plan.direction_prompts:
         for seed in seeds:
             slug = f"{colour}_{direction}_s{seed}"
             prompt = _prepare(runner, "txt2anim_sd15_v2.json", text, seed, steps, f"admk_demo/{slug}_motion")
@@ -286,7 +306,7 @@ def run_workflows(cache: str, out: str, steps: int, seeds: List[int], log: Log) 
             execute(f"{slug}_image", no_mm, prompt_text=text, colour=colour, direction=direction, seed=seed,
                     variant="image model only")
     log("running example_workflows/motionlora_zoomin_panleft.json (zoom LoRA; the pan-left node bypassed)")
-    text, colour = ZOOM_PROMPT
+    text, colour = plan.zoom_prompt
     for seed in seeds:
         slug = f"zoom_s{seed}"
         plain = _prepare(runner, "txt2anim_sd15_v2.json", text, seed, steps, f"admk_demo/{slug}_nolora")
@@ -398,22 +418,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="demo_output", help="output folder (trained files are cached in OUT/cache)")
     p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing OUT/cache")
-    p.add_argument("--scale", type=float, default=1.0, help="multiply every training step count (e.g. 0.05 smoke)")
+    p.add_argument("--scale", type=float, default=None, help="multiply every training step count")
+    p.add_argument("--smoke", action="store_true", help="a minutes-long run on a quarter of the data (for tests)")
     p.add_argument("--steps", type=int, default=16, help="sampling steps per animation")
     p.add_argument("--seeds", type=int, default=1, help="animations per prompt and variant")
     p.add_argument("--comfyui-root", default="", help="ComfyUI folder (default: $COMFYUI_ROOT or .host/ComfyUI)")
     args = p.parse_args(argv)
 
+    plan = Plan(smoke=args.smoke)
+    if args.scale is not None:
+        plan.scale = args.scale
     out = os.path.abspath(args.out)
     cache = os.path.join(out, "cache")
     if args.fresh and os.path.isdir(cache):
         shutil.rmtree(cache)
     stamp = os.path.join(cache, "VERSION")
-    if os.path.isdir(cache) and (not os.path.isfile(stamp) or open(stamp).read().strip() != CACHE_VERSION):
+    version = f"{CACHE_VERSION} smoke={plan.smoke} scale={plan.scale}"
+    if os.path.isdir(cache) and (not os.path.isfile(stamp) or open(stamp).read().strip() != version):
         shutil.rmtree(cache)  # made by an older demo: retrain
     os.makedirs(cache, exist_ok=True)
     with open(stamp, "w") as f:
-        f.write(CACHE_VERSION)
+        f.write(version)
     log = Log(os.path.join(out, "demo_log.txt"))
     from . import host
 
@@ -424,23 +449,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     amp_name = "bf16" if amp is not None else "no"
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, training precision: "
         f"{'bf16 autocast' if amp is not None else 'float32'}")
-    data = ensure_data(cache, log)
+    data = ensure_data(cache, plan, log)
     timings["data"] = time.time() - t0
     t = time.time()
-    base = ensure_base(cache, data, args.scale, amp, log)
+    base = ensure_base(cache, data, plan, amp, log)
     timings["base_model"] = time.time() - t
     t = time.time()
-    motion = ensure_motion(cache, data, base, args.scale, amp_name, log)
+    motion = ensure_motion(cache, data, base, plan, amp_name, log)
     timings["motion_module"] = time.time() - t
     t = time.time()
-    lora = ensure_lora(cache, data, base, args.scale, amp_name, log)
+    lora = ensure_lora(cache, data, base, plan, amp_name, log)
     timings["motion_lora"] = time.time() - t
     t = time.time()
-    runs = run_workflows(cache, out, args.steps, list(range(args.seeds)), log)
+    runs = run_workflows(cache, out, plan, args.steps, list(range(args.seeds)), log)
     timings["sampling"] = time.time() - t
     summary = evaluate(runs, out)
     timings["total"] = time.time() - t0
-    stats = {"base": base["stats"], "motion": motion, "motion_lora": lora, "precision": amp_name}
+    stats = {"base": base["stats"], "motion": motion, "motion_lora": lora, "precision": amp_name,
+             "plan": {"smoke": plan.smoke, "step_scale": plan.scale, "sampling_steps": args.steps, "seeds": args.seeds}}
     path = write_report(out, summary, runs, stats, timings)
     c, d, z = summary["consistency"], summary["direction"], summary["zoom"]
     print("\n=== demo results ===")

@@ -50,11 +50,21 @@ def transformer_options_for(patcher, clips: int, sigmas: Optional[torch.Tensor] 
 
 
 def predict_eps(patcher, xt: torch.Tensor, t: torch.Tensor, context: torch.Tensor, clips: int,
-                sigmas: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """UNet epsilon for DDPM inputs xt `[(clips*F), 4, h, w]` at integer timesteps t `[(clips*F)]`."""
+                sigmas: Optional[torch.Tensor] = None, y: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """UNet epsilon for DDPM inputs xt `[(clips*F), 4, h, w]` at integer timesteps t `[(clips*F)]`.
+    y: SDXL's size/pooled-text vector per row (`adm_conditioning`), None for SD1.5."""
     unet = patcher.model.diffusion_model
     to = transformer_options_for(patcher, clips, sigmas)
-    return unet(xt, t.float(), context=context, control=None, transformer_options=to)
+    extra = {} if y is None else {"y": y.to(device=xt.device, dtype=xt.dtype)}
+    return unet(xt, t.float(), context=context, control=None, transformer_options=to, **extra)
+
+
+def adm_conditioning(model, pooled: Optional[torch.Tensor], height_px: int, width_px: int) -> Optional[torch.Tensor]:
+    """ComfyUI's `encode_adm` for the model (SDXL: pooled text + size embeddings; SD1.5: None)."""
+    if pooled is None:
+        return None
+    return model.encode_adm(pooled_output=pooled, width=width_px, height=height_px, target_width=width_px,
+                            target_height=height_px, crop_w=0, crop_h=0)
 
 
 def noisy(x0: torch.Tensor, eps: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:

@@ -74,13 +74,14 @@ def _load_adapter(cfg):
     return mlora.load_domain_adapter(cfg.model.domain_adapter)
 
 
-def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, seed: int = 0):
-    """A fresh MotionModuleSet with one module per UNet slot (the official layout for SD1.5; the reduced
-    equivalent for smaller SD1.5-family UNets), default Linear init and zeroed proj_out (official
-    `zero_initialize`), so the inflated model starts exactly as the image model."""
+def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, seed: int = 0, base: str = "sd15"):
+    """A fresh MotionModuleSet with one module per UNet slot (the official layout for SD1.5 and SDXL; the
+    reduced equivalent for smaller UNets), default Linear init and zeroed proj_out (official
+    `zero_initialize`), so the inflated model starts exactly as the image model. SD1.5 modules normalise each
+    frame on its own, SDXL ones across frames (as the official code of each branch)."""
     from motion_core.comfy_adapter import unet_slots
     from motion_core.motion_module import MotionModuleInfo, MotionModuleSet
-    from motion_core.temporal import NORM_PER_FRAME
+    from motion_core.temporal import NORM_ACROSS_FRAMES, NORM_PER_FRAME
 
     slots = unet_slots(unet)
     down: list = []
@@ -99,14 +100,16 @@ def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, s
     fork = torch.random.fork_rng(devices=[])
     with fork:
         torch.manual_seed(seed)
-        mm = MotionModuleSet(down, up, mid_channels if mid else None, pe_length, NORM_PER_FRAME)
+        norm = NORM_ACROSS_FRAMES if base == "sdxl" else NORM_PER_FRAME
+        mm = MotionModuleSet(down, up, mid_channels if mid else None, pe_length, norm)
     with torch.no_grad():
         for _, module in mm.temporal_modules():
             module.temporal_transformer.proj_out.weight.zero_()
             module.temporal_transformer.proj_out.bias.zero_()
     has_mid = bool(mid and mid_channels)
-    mm.info = MotionModuleInfo(version="v2" if has_mid else "v3", base="sd15", max_frames=pe_length,
-                               source_format="original", has_mid=has_mid, has_pe=True, norm_mode=NORM_PER_FRAME,
+    version = "sdxl" if base == "sdxl" else ("v2" if has_mid else "v3")
+    mm.info = MotionModuleInfo(version=version, base=base, max_frames=pe_length,
+                               source_format="original", has_mid=has_mid, has_pe=True, norm_mode=norm,
                                num_modules=len(mm.locations()), down_channels=tuple(level[0] for level in down),
                                params=sum(p.numel() for p in mm.parameters()))
     return mm
@@ -122,8 +125,14 @@ def _inflate(base_patcher, motion_module, cfg):
 
 
 def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
+    from motion_core.comfy_adapter import model_base
+
     unet = base.patcher.model.diffusion_model
     seed = cfg.optim.seed
+    family = model_base(base.patcher)
+    if family is None and cfg.stage != "adapter":
+        raise ValueError(f"{type(base.patcher.model.model_config).__name__} models have no AnimateDiff motion "
+                         "modules: use an SD1.5-family or SDXL checkpoint")
     if cfg.stage == "adapter" and cfg.model.domain_adapter:
         raise ValueError("model.domain_adapter is for the motion stages; the adapter stage trains a new one")
     if cfg.stage == "adapter":
@@ -138,9 +147,10 @@ def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
         from motion_core.motion_module import load_motion_module
 
         if cfg.model.motion_module:
-            mm = load_motion_module(cfg.model.motion_module).copy()
+            mm = load_motion_module(cfg.model.motion_module, base_hint=family).copy()
         else:
-            mm = new_motion_module(unet, cfg.model.motion_pe_length, cfg.model.motion_mid_block, seed=seed)
+            mm = new_motion_module(unet, cfg.model.motion_pe_length, cfg.model.motion_mid_block, seed=seed,
+                                   base=family)
         if cfg.data.frames > mm.info.max_frames:
             raise ValueError(f"data.frames={cfg.data.frames} exceeds the motion module's position table "
                              f"({mm.info.max_frames}); lower data.frames or raise model.motion_pe_length")
@@ -157,7 +167,7 @@ def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
 
         from .lora_layers import MotionLoRA
 
-        mm = load_motion_module(cfg.model.motion_module).copy()  # the loaded module stays untouched
+        mm = load_motion_module(cfg.model.motion_module, base_hint=family).copy()  # the loaded one stays untouched
         if cfg.data.frames > mm.info.max_frames:
             raise ValueError(f"data.frames={cfg.data.frames} exceeds the motion module's {mm.info.max_frames} "
                              "frames; lower data.frames")

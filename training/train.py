@@ -88,17 +88,20 @@ def load_base(cfg: TrainConfig, device: torch.device) -> BaseModels:
     return base_from_comfy(patcher, clip, vae, cfg.schedule.latent_scale, source=cfg.model.checkpoint)
 
 
-def base_from_comfy(patcher, clip, vae, latent_scale: float = 0.18215, source: str = "in-memory") -> BaseModels:
-    scale = getattr(getattr(patcher.model, "latent_format", None), "scale_factor", latent_scale)
-    if abs(scale - latent_scale) > 1e-6:
-        print(f"note: the checkpoint's latent scale is {scale}, the config says {latent_scale}; using the config",
+def base_from_comfy(patcher, clip, vae, latent_scale: float = 0.0, source: str = "in-memory") -> BaseModels:
+    own = float(getattr(getattr(patcher.model, "latent_format", None), "scale_factor", 0.18215))
+    if not latent_scale:
+        latent_scale = own
+    elif abs(own - latent_scale) > 1e-6:
+        print(f"note: the checkpoint's latent scale is {own}, the config says {latent_scale}; using the config",
               file=sys.stderr)
 
     def encode_text(caption: str) -> torch.Tensor:
         if clip is None:
             raise ConfigError(f"this checkpoint has no text encoder and caption {caption!r} has no precomputed "
                               "embedding: add it to model.text_embeddings or use a checkpoint with CLIP")
-        return clip.encode_from_tokens(clip.tokenize(caption))[0].float().cpu()
+        cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
+        return cond[0].float().cpu(), (pooled[0].float().cpu() if pooled is not None else None)
 
     def encode_pixels(pixels: torch.Tensor) -> torch.Tensor:
         # comfy VAE takes [N, H, W, 3] in [0, 1] and returns raw latents; the UNet sees them x latent_scale.
@@ -111,32 +114,49 @@ def base_from_comfy(patcher, clip, vae, latent_scale: float = 0.18215, source: s
 
 
 class TextCache:
-    """Caption -> conditioning, computed once (the text encoder is frozen) and optionally stored on disk."""
+    """Caption -> conditioning (and pooled text vector, which SDXL needs), computed once (the text encoder is
+    frozen) and optionally stored on disk as safetensors (`c<i>`/`p<i>` tensors, captions in the metadata)."""
 
     def __init__(self, encode, path: str = ""):
-        self.encode = encode
-        self.path = path
+        self.encode = encode  # caption -> cond [tokens, dim] or (cond, pooled or None)
         self.cache: Dict[str, torch.Tensor] = {}
+        self.pooled_cache: Dict[str, torch.Tensor] = {}
         if path and os.path.isfile(path):
-            from safetensors.torch import load_file
             from safetensors import safe_open
+            from safetensors.torch import load_file
 
             with safe_open(path, "pt") as f:
                 names = json.loads(f.metadata().get("captions", "{}"))
             tensors = load_file(path)
-            self.cache = {caption: tensors[key] for key, caption in names.items()}
+            for key, caption in names.items():
+                self.cache[caption] = tensors[key]
+                if "p" + key[1:] in tensors:
+                    self.pooled_cache[caption] = tensors["p" + key[1:]]
+
+    def _fill(self, caption: str) -> None:
+        out = self.encode(caption)
+        cond, pooled = out if isinstance(out, tuple) else (out, None)
+        self.cache[caption] = cond
+        if pooled is not None:
+            self.pooled_cache[caption] = pooled
 
     def __call__(self, caption: str) -> torch.Tensor:
         if caption not in self.cache:
-            self.cache[caption] = self.encode(caption)
+            self._fill(caption)
         return self.cache[caption]
+
+    def pooled(self, caption: str) -> Optional[torch.Tensor]:
+        self(caption)
+        return self.pooled_cache.get(caption)
 
     def save(self, path: str) -> None:
         from safetensors.torch import save_file
 
         keys = {f"c{i}": c for i, c in enumerate(self.cache)}
-        save_file({k: self.cache[c].contiguous() for k, c in keys.items()}, path,
-                  metadata={"captions": json.dumps(keys)})
+        tensors = {k: self.cache[c].contiguous() for k, c in keys.items()}
+        tensors.update({"p" + k[1:]: self.pooled_cache[c].contiguous() for k, c in keys.items()
+                        if c in self.pooled_cache})
+        save_file(tensors, path, metadata={"captions": json.dumps(keys)})
 
 
 # --- the loss --------------------------------------------------------------------------------------------------
@@ -253,11 +273,27 @@ class Trainer:
         xt = noisy(x0.reshape(b * f, *x0.shape[2:]), eps.reshape(b * f, *eps.shape[2:]), abar[t_frames.cpu()])
         ctx = torch.stack([self.text(c) for c in batch["caption"]]).to(self.device)
         ctx = ctx.repeat_interleave(f, dim=0)
+        y = self.adm(batch["caption"], x0.shape[-2] * 8, x0.shape[-1] * 8)
+        y = y.repeat_interleave(f, dim=0) if y is not None else None
         autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                     else contextlib.nullcontext())
         with autocast:
-            pred = predict_eps(self.stage.patcher, xt, t_frames, ctx, clips=b)
+            pred = predict_eps(self.stage.patcher, xt, t_frames, ctx, clips=b, y=y)
         return torch.nn.functional.mse_loss(pred.float(), eps.reshape(b * f, *eps.shape[2:]).float())
+
+    def adm(self, captions, height_px: int, width_px: int) -> Optional[torch.Tensor]:
+        """SDXL's `y` per caption (pooled text + size embeddings); None for models without one (SD1.5)."""
+        model = self.stage.patcher.model
+        if not getattr(model, "adm_channels", 0):
+            return None
+        from .diffusion import adm_conditioning
+
+        pooled = [self.text.pooled(c) for c in captions]
+        if any(p is None for p in pooled):
+            raise ConfigError("this model needs pooled text embeddings (SDXL): use a checkpoint with its text "
+                              "encoders, or text embeddings saved with their pooled vectors")
+        with torch.no_grad():
+            return adm_conditioning(model, torch.stack(pooled), height_px, width_px).to(self.device)
 
     # -- preview samples --------------------------------------------------------------------------------------
 
@@ -270,10 +306,12 @@ class Trainer:
         cond = self.text(prompt).to(self.device)
         uncond = self.text("").to(self.device)
         ctx = torch.cat([cond.expand(frames, *cond.shape), uncond.expand(frames, *uncond.shape)])
+        y = self.adm([prompt, ""], size * 8, size * 8)
+        y = y.repeat_interleave(frames, dim=0) if y is not None else None
         guidance = self.cfg.run.sample_cfg
 
         def eps_fn(x, t):
-            out = predict_eps(self.stage.patcher, torch.cat([x, x]), torch.cat([t, t]), ctx, clips=2).float()
+            out = predict_eps(self.stage.patcher, torch.cat([x, x]), torch.cat([t, t]), ctx, clips=2, y=y).float()
             c, u = out.chunk(2)
             return u + guidance * (c - u)
 

@@ -297,3 +297,31 @@ def test_gradient_checkpointing_gives_the_same_training(toy_videos, tmp_path):
         assert all(getattr(vars(m)["forward"], "__func__", None) is type(m).forward for m in leftover)
         assert bool(leftover) == (mode == "on")
     assert all(torch.allclose(outs[0][k], outs[1][k], atol=1e-6) for k in outs[0])
+
+
+def test_sdxl_motion_stage_uses_pooled_text_and_saves_an_sdxl_module(toy_videos, tmp_path):
+    from motion_core import load_motion_module
+    from training_fixtures import make_tiny_sdxl_base
+
+    base = make_tiny_sdxl_base()
+    before = _unet_snapshot(base)
+    trainer = Trainer(_cfg("motion", toy_videos, tmp_path, "optim.lr=1e-3", "run.sample_every=3",
+                           "run.sample_steps=2", "schedule.beta_schedule=scaled_linear", "schedule.beta_end=0.020"),
+                      base=base)
+    mm = trainer.stage.trainables
+    assert mm.info.base == "sdxl" and mm.norm_mode == "across_frames"
+    seen = []
+    unet = base.patcher.model.diffusion_model
+    hook = unet.label_emb.register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    try:
+        result = trainer.train()
+    finally:
+        hook.remove()
+    assert seen and seen[0][-1] == 2816  # the y vector reached the UNet
+    _assert_unet_untouched(base, before)
+    loaded = load_motion_module(result["output"], base_hint="sdxl")
+    assert loaded.info.base == "sdxl" and loaded.info.norm_mode == "across_frames"
+    assert (tmp_path / "samples" / "step_000003_0.gif").exists()
+    # y differs between prompts: the pooled text is part of it
+    y = trainer.adm(["a red circle moving left", "a blue circle moving right"], 32, 32)
+    assert y.shape == (2, 2816) and not torch.equal(y[0], y[1])

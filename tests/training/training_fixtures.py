@@ -14,10 +14,10 @@ if REPO not in sys.path:
 TINY_CONTEXT = 32
 
 
-def tiny_unet_config(num_res_blocks=2, channel_mult=(1, 2)):
+def tiny_unet_config(num_res_blocks=2, channel_mult=(1, 2), model_channels=32):
     n = len(channel_mult)
     return {"use_checkpoint": False, "image_size": 32, "use_spatial_transformer": True, "legacy": False,
-            "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": 32,
+            "adm_in_channels": None, "in_channels": 4, "out_channels": 4, "model_channels": model_channels,
             "num_res_blocks": [num_res_blocks] * n, "transformer_depth": [1] * (num_res_blocks * n),
             "transformer_depth_output": [1] * ((num_res_blocks + 1) * n), "channel_mult": list(channel_mult),
             "transformer_depth_middle": 1, "use_linear_in_transformer": False, "context_dim": TINY_CONTEXT,
@@ -65,3 +65,35 @@ def make_tiny_base(seed=0, **kw):
     return BaseModels(patcher, text_stub, pixels_stub, decode_stub, source="tiny")
 
 
+
+
+def pooled_stub(caption: str) -> torch.Tensor:
+    seed = int.from_bytes(hashlib.sha256(("pooled" + caption).encode()).digest()[:6], "little")
+    return torch.randn(1280, generator=torch.Generator().manual_seed(seed))
+
+
+def make_tiny_sdxl_base(seed=0):
+    """ComfyUI's SDXL model class with a 32-channel UNet: exercises the pooled-text/size (`y`) conditioning."""
+    from training import host
+
+    host.import_comfy(cpu=True)
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    from training.base_model import init_unet_
+    from training.stages import BaseModels
+
+    # SDXL's class fixes 64-channel attention heads: 64 model channels give 1 and 2 heads per level.
+    unet_config = dict(tiny_unet_config(model_channels=64), adm_in_channels=2816, num_classes="sequential",
+                       use_linear_in_transformer=True)
+    config = comfy.supported_models.SDXL(unet_config)
+    config.set_inference_dtype(torch.float32, None)
+    model = config.get_model({}, device=torch.device("cpu"))
+    init_unet_(model.diffusion_model, seed)
+    with torch.no_grad():
+        for name, p in model.diffusion_model.named_parameters():
+            if p.abs().sum() == 0 and p.ndim > 1:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(len(name))) * 0.02)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=torch.device("cpu"),
+                                               offload_device=torch.device("cpu"))
+    return BaseModels(patcher, lambda c: (text_stub(c), pooled_stub(c)), pixels_stub, decode_stub, source="tiny-sdxl")
