@@ -16,7 +16,12 @@ Measured on the shared 2-core CPU test machine (defaults, 1 thread): peak RSS gr
   frames): flat once the clip is longer than one window. CPU time admk / none: x1.05 / x1.17 / x1.37, i.e.
   the frames evaluated twice in the overlaps (11 windows x 16 = 176 frame passes for 128 frames).
 
+  With the reduced SD1.5 layout the issue asks for (--channels 320 --latent 32, i.e. 256 px, 1 step), our windows:
+  peak RSS growth 2604 / 2631 / 2615 MB for 16 / 64 / 128 frames (128 vs 16: x1.004), 2.5 / 3.2 / 3.5 CPU s per
+  frame (the overlaps); 'none' at 16 frames: 2602 MB (larger 'none' cases need tens of GB at this size).
+
     .venv/bin/python benchmarks/context_windows.py                    # all cases, table + ratios
+    .venv/bin/python benchmarks/context_windows.py --channels 320 --latent 32 --modes admk   # reduced SD1.5
     .venv/bin/python benchmarks/context_windows.py --frames 16 64 --modes none admk
     .venv/bin/python benchmarks/context_windows.py --case 64 admk     # one case, prints one JSON line
 """
