@@ -75,7 +75,7 @@ class OptimConfig:
 
 @dataclass
 class RunConfig:
-    output_dir: str = "outputs/run"
+    output_dir: str = "output/training/run"  # output/ is git-ignored
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun each rank takes cuda:LOCAL_RANK)
     save_every: int = 500  # write the stage's weights + a resumable training state every N steps (0: only at the end)
     sample_every: int = 500  # write a sample animation (GIF) every N steps (0: never)

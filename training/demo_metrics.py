@@ -2,8 +2,10 @@
 
 - consistency: is it one object moving smoothly? mask IoU between consecutive frames, mean centroid jump,
   and the fraction of frames where the object is present at all;
-- direction: least-squares slope of the centroid along the prompted axis (pixels per frame), and whether its
-  sign matches the prompt;
+- direction: a least-squares line through the centroid's position along the prompted axis: its slope
+  (pixels per frame, positive = the prompted way), its R^2 (1 = steady motion, ~0 = jumping around), and
+  "moves as prompted" = at least 4 px the prompted way over the clip with R^2 >= 0.5; plus the fraction of
+  frame-to-frame steps that go the prompted way;
 - zoom: object area at the end over the area at the start, and the slope of log-area per frame.
 """
 from __future__ import annotations
@@ -41,14 +43,23 @@ def measure(frames: np.ndarray, colour: str, direction: Optional[str] = None) ->
         out["area_ratio"] = float(area[-3:].mean() / max(area[:3].mean(), 1.0))
         if direction is not None:
             dx, dy = DIRECTIONS[direction]
-            pos = t["cx"][present] if dx else t["cy"][present]
-            slope = float(np.polyfit(frames_idx, pos, 1)[0]) * (dx or dy)
-            out["slope_px_per_frame"] = slope  # positive = moving the prompted way
-            out["direction_ok"] = float(slope * (len(area) - 1) > 2.0)
+            sign = dx or dy
+            pos = (t["cx"] if dx else t["cy"])[present] * sign  # increasing = moving the prompted way
+            slope, intercept = np.polyfit(frames_idx, pos, 1)
+            residual = pos - (slope * frames_idx + intercept)
+            r2 = 1.0 - float((residual ** 2).sum()) / max(float(((pos - pos.mean()) ** 2).sum()), 1e-9)
+            out["slope_px_per_frame"] = float(slope)
+            out["r2"] = r2
+            out["direction_ok"] = float(slope * (len(area) - 1) >= 4.0 and r2 >= 0.5)
+            steps = [(present[i] and present[i + 1]) for i in range(len(area) - 1)]
+            full = (t["cx"] if dx else t["cy"]) * sign
+            moves = [full[i + 1] - full[i] for i in range(len(area) - 1) if steps[i]]
+            out["steps_prompted_way"] = float(np.mean([m > 0 for m in moves])) if moves else 0.0
             across = t["cy"][present] if dx else t["cx"][present]
             out["drift_across_px"] = float(abs(np.polyfit(frames_idx, across, 1)[0]) * (len(area) - 1))
     else:
         out.update({"log_area_slope": float("nan"), "area_ratio": float("nan")})
         if direction is not None:
-            out.update({"slope_px_per_frame": float("nan"), "direction_ok": 0.0, "drift_across_px": float("nan")})
+            out.update({"slope_px_per_frame": float("nan"), "r2": float("nan"), "direction_ok": 0.0,
+                        "steps_prompted_way": 0.0, "drift_across_px": float("nan")})
     return out

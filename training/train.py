@@ -83,8 +83,10 @@ def load_base(cfg: TrainConfig, device: torch.device) -> BaseModels:
         raise ConfigError(f"model.checkpoint {cfg.model.checkpoint!r} is not a file: point it at an SD1.5 "
                           ".safetensors/.ckpt checkpoint")
     # Weights stay float32: mixed precision is done with autocast, which needs float32 master weights.
+    # With precomputed text embeddings the text encoder is not loaded at all.
     patcher, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(
-        cfg.model.checkpoint, output_vae=True, output_clip=True, model_options={"dtype": torch.float32})
+        cfg.model.checkpoint, output_vae=True, output_clip=not cfg.model.text_embeddings,
+        model_options={"dtype": torch.float32})
     return base_from_comfy(patcher, clip, vae, cfg.schedule.latent_scale, source=cfg.model.checkpoint)
 
 
@@ -98,8 +100,9 @@ def base_from_comfy(patcher, clip, vae, latent_scale: float = 0.0, source: str =
 
     def encode_text(caption: str) -> torch.Tensor:
         if clip is None:
-            raise ConfigError(f"this checkpoint has no text encoder and caption {caption!r} has no precomputed "
-                              "embedding: add it to model.text_embeddings or use a checkpoint with CLIP")
+            raise ConfigError(f"caption {caption!r} has no precomputed embedding in model.text_embeddings (and "
+                              "the text encoder is not loaded when that file is given): unset model.text_embeddings "
+                              "to encode captions with the checkpoint's CLIP")
         cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
         return cond[0].float().cpu(), (pooled[0].float().cpu() if pooled is not None else None)
 

@@ -136,3 +136,16 @@ def test_config_yaml_and_overrides(tmp_path):
     cfg.optim.max_steps = 7
     tconfig.save_config(cfg, str(tmp_path / "out.yaml"))
     assert tconfig.load_config(str(tmp_path / "out.yaml")).optim.max_steps == 7
+
+
+def test_shipped_configs_load():
+    import glob
+    import os
+
+    paths = sorted(glob.glob(os.path.join(os.path.dirname(tconfig.__file__), "configs", "*.yaml")))
+    assert len(paths) >= 5
+    for path in paths:
+        cfg = tconfig.load_config(path, ["model.motion_module=mm.safetensors"])
+        assert cfg.stage in tconfig.STAGES
+        if cfg.stage == "motionlora":
+            assert cfg.data.camera_motion and not cfg.data.flip

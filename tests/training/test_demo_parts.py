@@ -22,6 +22,7 @@ def test_a_clip_moving_as_prompted_scores_as_consistent_and_correct(direction):
     m = demo_metrics.measure(_clip(direction), "red", direction)
     assert m["present"] == 1.0 and m["iou"] > 0.6
     assert m["direction_ok"] == 1.0 and m["slope_px_per_frame"] == pytest.approx(0.5 * 64 / 15, rel=0.1)
+    assert m["r2"] > 0.99 and m["steps_prompted_way"] == 1.0
     assert m["drift_across_px"] < 1.0
     opposite = {"left": "right", "right": "left", "up": "down", "down": "up"}[direction]
     assert demo_metrics.measure(_clip(direction), "red", opposite)["direction_ok"] == 0.0
@@ -34,6 +35,8 @@ def test_independent_frames_score_as_inconsistent():
     moving = demo_metrics.measure(_clip("left"), "red", "left")
     jumping = demo_metrics.measure(frames, "red", "left")
     assert jumping["iou"] < 0.5 * moving["iou"] and jumping["jump_px"] > 3 * moving["jump_px"]
+    for d in ("left", "right", "up", "down"):  # jumping around is not motion, whichever way the fit leans
+        assert demo_metrics.measure(frames, "red", d)["direction_ok"] == 0.0
     assert demo_metrics.measure(frames, "blue", "left")["present"] == 0.0  # wrong colour: nothing tracked
 
 
