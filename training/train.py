@@ -421,7 +421,7 @@ class Trainer:
         if main and cfg.run.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.optim.max_steps, initial=start, desc=f"{self.stage.name}", unit="step",
+            bar = tqdm(total=cfg.optim.max_steps, initial=start, desc=f"{self.stage.name}", unit="it",
                        dynamic_ncols=True)
         losses: List[float] = []
         t0 = time.time()
