@@ -57,6 +57,7 @@ class ScheduleConfig:
     beta_schedule: str = "linear"  # "linear" = linear in beta (AnimateDiff); "scaled_linear" = SD's sqrt-space one
     num_train_timesteps: int = 1000
     latent_scale: float = 0.0  # VAE latents x this; 0 = the checkpoint's own (SD1.5: 0.18215, SDXL: 0.13025)
+    timestep_skew: float = 1.0  # 1 = uniform training timesteps (paper); s > 1 favours high noise: t = N(1 - u^s)
 
 
 @dataclass
@@ -65,6 +66,7 @@ class OptimConfig:
     weight_decay: float = 1e-2
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
+    snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weights (5 is the published choice); 0 = plain MSE (paper)
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     batch_size: int = 4  # clips per process per step (the global batch is batch_size x world size)
     max_steps: int = 1000
@@ -186,6 +188,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.frames = 1
     if not 0.0 <= cfg.data.empty_prompt_prob <= 1.0:
         raise ConfigError("data.empty_prompt_prob must be within [0, 1]")
+    if cfg.optim.snr_gamma < 0:
+        raise ConfigError("optim.snr_gamma must be >= 0 (0 = plain MSE, 5 = Min-SNR-5 weighting)")
+    if cfg.schedule.timestep_skew <= 0:
+        raise ConfigError("schedule.timestep_skew must be > 0 (1 = uniform timesteps, 2 = favour high noise)")
     if cfg.schedule.beta_schedule not in ("linear", "scaled_linear"):
         raise ConfigError("schedule.beta_schedule must be 'linear' (AnimateDiff) or 'scaled_linear' (SD)")
     # YAML reads on/off/yes/no as booleans: accept them for the two switch-like settings.

@@ -149,3 +149,21 @@ def test_shipped_configs_load():
         assert cfg.stage in tconfig.STAGES
         if cfg.stage == "motionlora":
             assert cfg.data.camera_motion and not cfg.data.flip
+
+
+def test_timestep_skew_favours_high_noise_and_defaults_to_uniform():
+    from training.train import sample_randomness
+
+    ids = torch.arange(4000)
+    uniform, _ = sample_randomness(3, ids, (1, 1, 1, 1), 1000)
+    skewed, _ = sample_randomness(3, ids, (1, 1, 1, 1), 1000, skew=2.0)
+    assert 0 <= int(skewed.min()) and int(skewed.max()) <= 999
+    # P(t >= 500): 1/2 uniform, sqrt(1/2) = 0.71 with skew 2; both draws stay a function of (seed, sample id)
+    assert abs(float((uniform >= 500).float().mean()) - 0.5) < 0.03
+    assert abs(float((skewed >= 500).float().mean()) - 0.707) < 0.03
+    assert torch.equal(sample_randomness(3, ids[:5], (1,), 1000, skew=2.0)[0], skewed[:5])
+    assert tconfig.load_config().schedule.timestep_skew == 1.0 and tconfig.load_config().optim.snr_gamma == 0.0
+    with pytest.raises(tconfig.ConfigError, match="timestep_skew"):
+        tconfig.load_config(None, ["schedule.timestep_skew=0"])
+    with pytest.raises(tconfig.ConfigError, match="snr_gamma"):
+        tconfig.load_config(None, ["optim.snr_gamma=-1"])

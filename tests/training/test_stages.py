@@ -325,3 +325,27 @@ def test_sdxl_motion_stage_uses_pooled_text_and_saves_an_sdxl_module(toy_videos,
     # y differs between prompts: the pooled text is part of it
     y = trainer.adm(["a red circle moving left", "a blue circle moving right"], 32, 32)
     assert y.shape == (2, 2816) and not torch.equal(y[0], y[1])
+
+
+def test_min_snr_weighting_scales_each_clip_by_its_snr(toy_videos, tmp_path):
+    from training.data import build_dataset, collate
+    from training.train import sample_randomness
+
+    plain = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0"), base=make_tiny_base())
+    weighted = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0", "optim.snr_gamma=1"),
+                       base=plain.base)
+    ds = build_dataset(plain.cfg.data, 0, frames=plain.stage.frames)
+    seen = set()
+    for k in range(40):  # clips at a low-noise (SNR > 1) and a high-noise (SNR < 1) timestep
+        item = dict(ds[0], sample=k)
+        t = int(sample_randomness(plain.cfg.optim.seed, torch.tensor([k]), (1,), 1000)[0][0])
+        abar = float(plain.alphas()[t])
+        snr = abar / (1 - abar)
+        if (snr > 1) in seen:
+            continue
+        seen.add(snr > 1)
+        batch = collate([item])
+        with torch.no_grad():
+            ratio = float(weighted.loss(batch)) / float(plain.loss(batch))
+        assert ratio == pytest.approx(min(snr, 1.0) / snr, rel=1e-4), (t, snr)
+    assert seen == {True, False}
