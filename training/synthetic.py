@@ -96,8 +96,39 @@ def random_spec(rng: np.random.Generator, size: int, n_frames: int, colour: str,
     return ClipSpec("", caption_for(colour, shape, direction), colour, shape, direction, radius, centres)
 
 
-def render_clip(spec: ClipSpec, size: int) -> np.ndarray:
-    return np.stack([render_shape(size, spec.shape, COLOURS[spec.colour], c, spec.radius) for c in spec.centres])
+def render_trailed(size: int, shape: str, colour: Sequence[int], centre: Tuple[float, float], radius: float,
+                   back: Tuple[float, float], trail: float, copies: int = 6, opacity: float = 0.45) -> np.ndarray:
+    """The shape with a fading motion trail (like motion blur or a comet's tail) `trail` x radius long, towards
+    `back` (a unit vector pointing opposite to the motion): faint copies of the shape, older ones fainter.
+
+    Why: a still frame then shows which way its object moves, as real footage does through motion blur, so a
+    frame model learns "moving right" as an image and the motion module can learn to continue what a frame
+    shows. The trail stays below the colour tracker's tolerance (opacity <= 0.45 of the colour), so it does
+    not move the measured centroid."""
+    bg = np.asarray(BACKGROUND, dtype=np.float32)
+    col = np.asarray(colour, dtype=np.float32)
+    white, black = (255, 255, 255), (0, 0, 0)
+    alpha = np.zeros((size, size, 1), np.float32)
+    for j in range(1, copies + 1):  # copy j sits j/copies of the trail back, fainter the older it is
+        d = trail * radius * j / copies
+        c = (centre[0] + back[0] * d, centre[1] + back[1] * d)
+        cover = render_shape(size, shape, white, c, radius, background=black)[..., :1].astype(np.float32) / 255.0
+        # max, not over-compositing: overlapping copies must not add up past `opacity`
+        alpha = np.maximum(alpha, opacity * (1.0 - (j - 1) / copies) * cover)
+    img = bg * (1 - alpha) + col * alpha
+    cover = render_shape(size, shape, white, centre, radius, background=black)[..., :1].astype(np.float32) / 255.0
+    img = img * (1 - cover) + col * cover
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def render_clip(spec: ClipSpec, size: int, trail: float = 0.0) -> np.ndarray:
+    """RGB uint8 `[T, H, W, 3]`; trail > 0 adds a motion trail that long (x radius) behind a moving shape."""
+    colour = COLOURS[spec.colour]
+    if trail <= 0 or spec.direction is None:
+        return np.stack([render_shape(size, spec.shape, colour, c, spec.radius) for c in spec.centres])
+    dx, dy = DIRECTIONS[spec.direction]
+    return np.stack([render_trailed(size, spec.shape, colour, c, spec.radius, (-dx, -dy), trail)
+                     for c in spec.centres])
 
 
 def write_video(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
@@ -118,8 +149,9 @@ def write_video(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
 def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64, n_frames: int = 61,
                        colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = SHAPES,
                        directions: Sequence[str] = tuple(DIRECTIONS), stills_per_prompt: int = 0,
-                       seed: int = 0, video_ext: str = ".mp4") -> List[ClipSpec]:
+                       seed: int = 0, video_ext: str = ".mp4", trail: float = 0.0) -> List[ClipSpec]:
     """Write videos (+ optional still PNGs), `captions.csv` (file,caption) and `metadata.json` into out_dir.
+    trail > 0 draws a fading motion trail that many radii long behind each moving shape (see render_trailed).
 
     Defaults give clips long enough for 16 frames at stride 4 (61 frames), the paper's sampling.
     """
@@ -133,7 +165,7 @@ def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64,
                 for _ in range(videos_per_prompt):
                     spec = random_spec(rng, size, n_frames, colour, shape, direction)
                     spec.file = f"clip_{n:04d}{video_ext}"
-                    write_video(os.path.join(out_dir, spec.file), render_clip(spec, size))
+                    write_video(os.path.join(out_dir, spec.file), render_clip(spec, size, trail))
                     specs.append(spec)
                     n += 1
             for _ in range(stills_per_prompt):
@@ -149,7 +181,7 @@ def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64,
         for s in specs:
             w.writerow([s.file, s.caption])
     with open(os.path.join(out_dir, "metadata.json"), "w", encoding="utf-8") as f:
-        json.dump({"size": size, "frames": n_frames, "background": BACKGROUND, "colours": COLOURS,
+        json.dump({"size": size, "frames": n_frames, "background": BACKGROUND, "colours": COLOURS, "trail": trail,
                    "clips": [asdict(s) for s in specs]}, f, indent=1)
     return specs
 

@@ -111,3 +111,24 @@ def test_make_synthetic_set_writes_videos_captions_and_metadata(tmp_path):
     frames = read_frames(str(tmp_path / specs[0].file), range(5))
     t = synthetic.track_object(frames, "red")
     assert count_frames(str(tmp_path / specs[0].file)) == 5 and t["cx"][-1] < t["cx"][0] - 5
+
+
+@pytest.mark.parametrize("direction", list(synthetic.DIRECTIONS))
+def test_motion_trail_lies_behind_the_shape_and_leaves_the_tracked_object_alone(direction):
+    spec = synthetic.random_spec(np.random.default_rng(5), 64, 5, "blue", "square", direction)
+    plain, trailed = synthetic.render_clip(spec, 64), synthetic.render_clip(spec, 64, trail=1.5)
+    tp, tt = synthetic.track_object(plain, "blue"), synthetic.track_object(trailed, "blue")
+    # the tracker sees the same object (within an edge pixel): the trail stays below its colour tolerance
+    assert np.allclose(tp["cx"], tt["cx"], atol=0.6) and np.allclose(tp["cy"], tt["cy"], atol=0.6)
+    assert np.allclose(tp["area"], tt["area"], rtol=0.1)  # at most one antialiased edge row more
+    # the faint pixels the trail adds to the background sit behind the shape (opposite to its motion)
+    background = np.all(plain == np.asarray(synthetic.BACKGROUND, np.uint8), axis=-1)
+    added = (np.abs(trailed.astype(int) - plain.astype(int)).sum(-1) > 10) & background
+    assert added.sum() > 0
+    ys, xs = np.nonzero(added[2])
+    dx, dy = synthetic.DIRECTIONS[direction]
+    rel = (xs - tp["cx"][2]) * dx + (ys - tp["cy"][2]) * dy  # > 0 = ahead of the centre
+    assert rel.max() < 0
+    # a still (no direction) gets no trail
+    still = synthetic.random_spec(np.random.default_rng(5), 64, 1, "blue", "square", None)
+    assert np.array_equal(synthetic.render_clip(still, 64), synthetic.render_clip(still, 64, trail=1.5))
