@@ -30,7 +30,7 @@ import torch
 from . import synthetic
 from .config import load_config
 
-CACHE_VERSION = "3"  # bump when anything that shapes the cached files changes
+CACHE_VERSION = "4"  # bump when anything that shapes the cached files changes
 SIZE = 64
 FRAMES = 16
 VIDEO_FRAMES = 61  # 16 frames at stride 4
@@ -44,7 +44,11 @@ ZOOM_PROMPT = ("a red circle", "red")
 
 class Plan:
     """What the demo generates and trains. `smoke` is a minutes-long version for automated tests: the same
-    pipeline on a quarter of the data, a few steps each."""
+    pipeline on a quarter of the data, a few steps each.
+
+    Why not less training on slow machines: a run with 40 % of this work (base 300 steps x 8 frames, motion
+    200 x 1 clip, LoRA 100 x 1) took 13.5 instead of 29 minutes on a float32-only 2-core CPU, but its objects no
+    longer held together (frame IoU 0.06 vs 0.04 image-only) and its zoom LoRA did nothing (area x1.00)."""
 
     def __init__(self, smoke: bool = False):
         self.smoke = smoke
@@ -58,7 +62,13 @@ class Plan:
                                    ("a blue circle moving right", "blue", "right")] if smoke else DIRECTION_PROMPTS)
         self.zoom_prompt = ZOOM_PROMPT
         self.scale = 0.02 if smoke else 1.0  # multiplies every training step count
+        # steps at scale 1, and clips (base: frames) per step
+        self.base_steps, self.motion_steps, self.lora_steps = 400, 240, 120
+        self.base_batch, self.motion_batch, self.lora_batch = 16, 2, 2
         self.vae_steps = 0  # decoder fine-tuning steps (--vae-steps)
+        # a fading motion trail behind each moving shape, in radii (synthetic.render_trailed): every frame then
+        # shows its direction, as motion blur does in real footage (0 = crisp shapes)
+        self.trail = 1.5
 
 
 class Log:
@@ -92,7 +102,7 @@ def ensure_data(cache: str, plan: Plan, log: Log) -> Dict[str, str]:
         log("writing the synthetic video set")
         synthetic.make_synthetic_set(videos, videos_per_prompt=plan.videos_per_prompt, size=SIZE,
                                      n_frames=VIDEO_FRAMES, colours=plan.colours, shapes=plan.shapes,
-                                     directions=plan.directions, seed=0)
+                                     directions=plan.directions, seed=0, trail=plan.trail)
     if not os.path.isfile(os.path.join(stills, "captions.csv")):
         synthetic.make_synthetic_set(stills, videos_per_prompt=0, size=SIZE, colours=plan.colours, shapes=plan.shapes,
                                      directions=[], stills_per_prompt=plan.stills_per_prompt, seed=1)
@@ -157,9 +167,10 @@ def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, log: Log) -> 
     log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
     # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
     linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
-    steps = max(1, int(400 * plan.scale))
-    stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps, batch=16,
-                                            lr=5e-4, seed=0, log=log, extra_alphas=[linear], amp_dtype=amp)
+    steps = max(1, int(plan.base_steps * plan.scale))
+    stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps,
+                                            batch=plan.base_batch, lr=5e-4, seed=0, log=log, extra_alphas=[linear],
+                                            amp_dtype=amp)
     bm.save_checkpoint(build, path)
     # what a user gets: the file through ComfyUI's loader, detected as SD1.5
     import comfy.sd
@@ -194,46 +205,54 @@ def _train_stage(config_name: str, overrides: List[str], out_path: str, log: Log
     return info
 
 
-def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> Dict[str, object]:
-    mm_dir = os.path.join(cache, "models", "animatediff_models")
-    path = os.path.join(mm_dir, MM_NAME)
-    stats_path = os.path.join(cache, "motion_stats.json")
+def _ensure_stage(cache: str, what: str, folder: str, name: str, stats_name: str, config_name: str,
+                  overrides: List[str], describe, log: Log) -> Dict[str, object]:
+    """Reuse a trained file and its stats from the cache, else train the stage, record how its file loads
+    (describe(path) -> str) and keep the stats for the report of later runs."""
+    out_dir = os.path.join(cache, "models", folder)
+    path = os.path.join(out_dir, name)
+    stats_path = os.path.join(cache, stats_name)
     if os.path.isfile(path) and os.path.isfile(stats_path):
-        log(f"motion module: reusing {path}")
-        return json.load(open(stats_path))
-    os.makedirs(mm_dir, exist_ok=True)
-    steps = max(2, int(240 * plan.scale))
-    info = _train_stage("demo_motion.yaml", [
-        f"data.root={data['videos']}", f"model.checkpoint={base['path']}",
-        f"model.text_embeddings={base['embeddings']}", f"run.output_dir={os.path.join(cache, 'runs', 'motion')}",
-        f"optim.max_steps={steps}", f"optim.mixed_precision={amp_name}", "run.resume="], path, log)
+        log(f"{what}: reusing {path}")
+        with open(stats_path) as f:
+            return json.load(f)
+    os.makedirs(out_dir, exist_ok=True)
+    info = _train_stage(config_name, overrides, path, log)
+    info["loaded_as"] = describe(path)
+    with open(stats_path, "w") as f:
+        json.dump(info, f, indent=1)
+    return info
+
+
+def _common_overrides(cache: str, base, run_name: str, steps: int, batch: int, amp_name: str) -> List[str]:
+    return [f"model.checkpoint={base['path']}", f"model.text_embeddings={base['embeddings']}",
+            f"run.output_dir={os.path.join(cache, 'runs', run_name)}", f"optim.max_steps={steps}",
+            f"optim.batch_size={batch}", f"optim.mixed_precision={amp_name}", "run.resume="]
+
+
+def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> Dict[str, object]:
     from motion_core import load_motion_module
 
-    mm = load_motion_module(path)
-    info["loaded_as"] = mm.info.summary()
-    json.dump(info, open(stats_path, "w"), indent=1)
-    return info
+    steps = max(2, int(plan.motion_steps * plan.scale))
+    return _ensure_stage(cache, "motion module", "animatediff_models", MM_NAME, "motion_stats.json",
+                         "demo_motion.yaml", [f"data.root={data['videos']}"]
+                         + _common_overrides(cache, base, "motion", steps, plan.motion_batch, amp_name),
+                         lambda path: load_motion_module(path).info.summary(), log)
 
 
 def ensure_lora(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> Dict[str, object]:
-    lora_dir = os.path.join(cache, "models", "animatediff_motion_lora")
-    path = os.path.join(lora_dir, LORA_NAME)
-    stats_path = os.path.join(cache, "lora_stats.json")
-    if os.path.isfile(path) and os.path.isfile(stats_path):
-        log(f"zoom MotionLoRA: reusing {path}")
-        return json.load(open(stats_path))
-    os.makedirs(lora_dir, exist_ok=True)
-    steps = max(2, int(120 * plan.scale))
-    mm_path = os.path.join(cache, "models", "animatediff_models", MM_NAME)
-    info = _train_stage("demo_motionlora.yaml", [
-        f"data.root={data['stills']}", f"model.checkpoint={base['path']}", f"model.motion_module={mm_path}",
-        f"model.text_embeddings={base['embeddings']}", f"run.output_dir={os.path.join(cache, 'runs', 'motionlora')}",
-        f"optim.max_steps={steps}", f"optim.mixed_precision={amp_name}", "run.resume="], path, log)
     from motion_core import load_motion_lora
 
-    info["loaded_as"] = f"MotionLoRA rank {load_motion_lora(path).rank}, {len(load_motion_lora(path).deltas)} weights"
-    json.dump(info, open(stats_path, "w"), indent=1)
-    return info
+    steps = max(2, int(plan.lora_steps * plan.scale))
+    mm_path = os.path.join(cache, "models", "animatediff_models", MM_NAME)
+
+    def describe(path: str) -> str:
+        lora = load_motion_lora(path)
+        return f"MotionLoRA rank {lora.rank}, {len(lora.deltas)} weights"
+
+    return _ensure_stage(cache, "zoom MotionLoRA", "animatediff_motion_lora", LORA_NAME, "lora_stats.json",
+                         "demo_motionlora.yaml", [f"data.root={data['stills']}", f"model.motion_module={mm_path}"]
+                         + _common_overrides(cache, base, "motionlora", steps, plan.lora_batch, amp_name), describe, log)
 
 
 # --- 4. the shipped workflows through ComfyUI's executor ---------------------------------------------------------
@@ -421,7 +440,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--smoke", action="store_true", help="a minutes-long run on a quarter of the data (for tests)")
     p.add_argument("--vae-steps", type=int, default=0, help="fine-tune the VAE decoder this many steps (default: "
                                                              "keep the analytic one)")
-    p.add_argument("--steps", type=int, default=12, help="sampling steps per animation (the workflow's sampler)")
+    p.add_argument("--steps", type=int, default=8, help="sampling steps per animation (the workflow's sampler)")
     p.add_argument("--seeds", type=int, default=1, help="animations per prompt and variant")
     p.add_argument("--comfyui-root", default="", help="ComfyUI folder (default: $COMFYUI_ROOT or .host/ComfyUI)")
     args = p.parse_args(argv)
@@ -451,7 +470,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     amp = torch.bfloat16 if bf16_is_faster() else None
     amp_name = "bf16" if amp is not None else "no"
     log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, training precision: "
-        f"{'bf16 autocast' if amp is not None else 'float32'}")
+        f"{'bf16 autocast' if amp is not None else 'float32'} (base {plan.base_steps} steps x "
+        f"{plan.base_batch} frames, motion {plan.motion_steps} x {plan.motion_batch} clips, MotionLoRA "
+        f"{plan.lora_steps} x {plan.lora_batch}; step scale {plan.scale})")
     data = ensure_data(cache, plan, log)
     timings["data"], cpu["data"] = time.time() - t0, time.process_time() - c0
     t, c = time.time(), time.process_time()
