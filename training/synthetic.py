@@ -103,8 +103,8 @@ def render_trailed(size: int, shape: str, colour: Sequence[int], centre: Tuple[f
 
     Why: a still frame then shows which way its object moves, as real footage does through motion blur, so a
     frame model learns "moving right" as an image and the motion module can learn to continue what a frame
-    shows. The trail stays below the colour tracker's tolerance (opacity <= 0.45 of the colour), so it does
-    not move the measured centroid."""
+    shows. The trail stays below the colour tracker's tolerance (it counts a pixel from 0.65 of the colour; keep
+    opacity below that), so it does not move the measured centroid."""
     bg = np.asarray(BACKGROUND, dtype=np.float32)
     col = np.asarray(colour, dtype=np.float32)
     white, black = (255, 255, 255), (0, 0, 0)
@@ -121,13 +121,14 @@ def render_trailed(size: int, shape: str, colour: Sequence[int], centre: Tuple[f
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def render_clip(spec: ClipSpec, size: int, trail: float = 0.0) -> np.ndarray:
+def render_clip(spec: ClipSpec, size: int, trail: float = 0.0, trail_opacity: float = 0.45) -> np.ndarray:
     """RGB uint8 `[T, H, W, 3]`; trail > 0 adds a motion trail that long (x radius) behind a moving shape."""
     colour = COLOURS[spec.colour]
     if trail <= 0 or spec.direction is None:
         return np.stack([render_shape(size, spec.shape, colour, c, spec.radius) for c in spec.centres])
     dx, dy = DIRECTIONS[spec.direction]
-    return np.stack([render_trailed(size, spec.shape, colour, c, spec.radius, (-dx, -dy), trail)
+    return np.stack([render_trailed(size, spec.shape, colour, c, spec.radius, (-dx, -dy), trail,
+                                    opacity=trail_opacity)
                      for c in spec.centres])
 
 
@@ -149,7 +150,8 @@ def write_video(path: str, frames: np.ndarray, fps: float = 8.0) -> None:
 def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64, n_frames: int = 61,
                        colours: Sequence[str] = tuple(COLOURS), shapes: Sequence[str] = SHAPES,
                        directions: Sequence[str] = tuple(DIRECTIONS), stills_per_prompt: int = 0,
-                       seed: int = 0, video_ext: str = ".mp4", trail: float = 0.0) -> List[ClipSpec]:
+                       seed: int = 0, video_ext: str = ".mp4", trail: float = 0.0,
+                       trail_opacity: float = 0.45) -> List[ClipSpec]:
     """Write videos (+ optional still PNGs), `captions.csv` (file,caption) and `metadata.json` into out_dir.
     trail > 0 draws a fading motion trail that many radii long behind each moving shape (see render_trailed).
 
@@ -165,7 +167,7 @@ def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64,
                 for _ in range(videos_per_prompt):
                     spec = random_spec(rng, size, n_frames, colour, shape, direction)
                     spec.file = f"clip_{n:04d}{video_ext}"
-                    write_video(os.path.join(out_dir, spec.file), render_clip(spec, size, trail))
+                    write_video(os.path.join(out_dir, spec.file), render_clip(spec, size, trail, trail_opacity))
                     specs.append(spec)
                     n += 1
             for _ in range(stills_per_prompt):

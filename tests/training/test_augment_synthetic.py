@@ -116,7 +116,7 @@ def test_make_synthetic_set_writes_videos_captions_and_metadata(tmp_path):
 @pytest.mark.parametrize("direction", list(synthetic.DIRECTIONS))
 def test_motion_trail_lies_behind_the_shape_and_leaves_the_tracked_object_alone(direction):
     spec = synthetic.random_spec(np.random.default_rng(5), 64, 5, "blue", "square", direction)
-    plain, trailed = synthetic.render_clip(spec, 64), synthetic.render_clip(spec, 64, trail=1.5)
+    plain, trailed = synthetic.render_clip(spec, 64), synthetic.render_clip(spec, 64, trail=3.5, trail_opacity=0.6)
     tp, tt = synthetic.track_object(plain, "blue"), synthetic.track_object(trailed, "blue")
     # the tracker sees the same object (within an edge pixel): the trail stays below its colour tolerance
     assert np.allclose(tp["cx"], tt["cx"], atol=0.6) and np.allclose(tp["cy"], tt["cy"], atol=0.6)
