@@ -254,7 +254,8 @@ def ensure_lora(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> 
 
     return _ensure_stage(cache, "zoom MotionLoRA", "animatediff_motion_lora", LORA_NAME, "lora_stats.json",
                          "demo_motionlora.yaml", [f"data.root={data['stills']}", f"model.motion_module={mm_path}"]
-                         + _common_overrides(cache, base, "motionlora", steps, plan.lora_batch, amp_name), describe, log)
+                         + _common_overrides(cache, base, "motionlora", steps, plan.lora_batch, amp_name),
+                         describe, log)
 
 
 # --- 4. the shipped workflows through ComfyUI's executor ---------------------------------------------------------

@@ -96,6 +96,11 @@ def random_spec(rng: np.random.Generator, size: int, n_frames: int, colour: str,
     return ClipSpec("", caption_for(colour, shape, direction), colour, shape, direction, radius, centres)
 
 
+def _coverage(size: int, shape: str, centre: Tuple[float, float], radius: float) -> np.ndarray:
+    """`[H, W, 1]` float in [0, 1]: how much of each pixel the shape covers (antialiased like render_shape)."""
+    return render_shape(size, shape, (255, 255, 255), centre, radius, background=(0, 0, 0))[..., :1] / np.float32(255)
+
+
 def render_trailed(size: int, shape: str, colour: Sequence[int], centre: Tuple[float, float], radius: float,
                    back: Tuple[float, float], trail: float, copies: int = 6, opacity: float = 0.45) -> np.ndarray:
     """The shape with a fading motion trail (like motion blur or a comet's tail) `trail` x radius long, towards
@@ -107,16 +112,15 @@ def render_trailed(size: int, shape: str, colour: Sequence[int], centre: Tuple[f
     opacity below that), so it does not move the measured centroid."""
     bg = np.asarray(BACKGROUND, dtype=np.float32)
     col = np.asarray(colour, dtype=np.float32)
-    white, black = (255, 255, 255), (0, 0, 0)
     alpha = np.zeros((size, size, 1), np.float32)
     for j in range(1, copies + 1):  # copy j sits j/copies of the trail back, fainter the older it is
         d = trail * radius * j / copies
         c = (centre[0] + back[0] * d, centre[1] + back[1] * d)
-        cover = render_shape(size, shape, white, c, radius, background=black)[..., :1].astype(np.float32) / 255.0
+        cover = _coverage(size, shape, c, radius)
         # max, not over-compositing: overlapping copies must not add up past `opacity`
         alpha = np.maximum(alpha, opacity * (1.0 - (j - 1) / copies) * cover)
     img = bg * (1 - alpha) + col * alpha
-    cover = render_shape(size, shape, white, centre, radius, background=black)[..., :1].astype(np.float32) / 255.0
+    cover = _coverage(size, shape, centre, radius)
     img = img * (1 - cover) + col * cover
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
