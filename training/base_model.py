@@ -280,15 +280,19 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
                          steps: int, batch: int = 16, lr: float = 5e-4, empty_prompt_prob: float = 0.1,
                          seed: int = 0, log: Optional[Callable[[str], None]] = None,
                          time_budget_s: Optional[float] = None, extra_alphas: Sequence[torch.Tensor] = (),
-                         amp_dtype: Optional[torch.dtype] = None) -> Dict[str, float]:
+                         amp_dtype: Optional[torch.dtype] = None, snr_gamma: float = 0.0) -> Dict[str, float]:
     """Epsilon-prediction MSE on single frames with the model's own schedule (SD's scaled-linear for SD1.5).
 
     latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i]. `extra_alphas`: further
     alphas_cumprod tables drawn per sample with the model's own (a toy base trained on SD's schedule alone is
     brittle when AnimateDiff samples it with the linear-beta schedule; real SD1.5 copes by itself).
     amp_dtype: autocast dtype (bf16 roughly halves CPU time on CPUs with bf16 units), None for float32.
+    snr_gamma > 0: Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (Hang et al. 2023, who report several
+    times faster convergence of image diffusion training with gamma 5); 0 weights every sample equally.
     """
     import contextlib
+
+    from .diffusion import min_snr_weights
 
     model = patcher.model
     unet = model.diffusion_model
@@ -319,7 +323,11 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
             if amp_dtype is not None else contextlib.nullcontext()
         with autocast:
             pred = unet(xt, t.float(), context=ctx, transformer_options={})
-        loss = torch.nn.functional.mse_loss(pred.float(), eps)
+        if snr_gamma > 0:
+            per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
+            loss = (per_sample * min_snr_weights(a.view(-1), snr_gamma)).mean()
+        else:
+            loss = torch.nn.functional.mse_loss(pred.float(), eps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

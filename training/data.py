@@ -140,7 +140,8 @@ def clip_indices(num_frames: int, frames: int, stride: int, rng: np.random.Gener
 
 
 class ClipDataset(torch.utils.data.Dataset):
-    """Item k (global sample number) -> {"pixels" [F,3,S,S] in [-1,1] | "latents" [F,4,s,s], "caption", "index"}."""
+    """Item k (global sample number) -> {"pixels" [F,3,S,S] in [-1,1] | "latents" [F,4,s,s], "caption", "index"},
+    plus "key" when the clip is a deterministic function of that key (camera motion over a still)."""
 
     def __init__(self, entries: List[Entry], frames: int = 16, stride: int = 4, size: int = 256, flip: bool = True,
                  empty_prompt_prob: float = 0.1, camera_motion: str = "", camera_strength: float = 0.5,
@@ -187,6 +188,7 @@ class ClipDataset(torch.utils.data.Dataset):
             if flip:  # conv VAEs are close to flip-equivariant, so flipping latents stands in for flipping frames
                 x = torch.flip(x, dims=[-1])
             return {"latents": x.float(), "caption": caption, "index": idx, "sample": int(k)}
+        key = ""
         if self.camera_motions:
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
             if entry.is_still or entry.num_frames == 1:
@@ -194,12 +196,18 @@ class ClipDataset(torch.utils.data.Dataset):
             else:
                 src = read_frames(entry.path, clip_indices(entry.num_frames, self.frames, self.stride, rng))
             clip = camera_motion_clip(src, motion, self.frames, self.size, self.camera_strength)
+            if entry.is_still or entry.num_frames == 1:
+                # a still's clip depends only on (still, motion, flip): the trainer encodes it once (see `key`)
+                key = f"{idx}/{motion}/{int(flip)}"
         else:
             ids = clip_indices(entry.num_frames, self.frames, self.stride, rng)
             clip = np.stack([resize_center_crop(f, self.size) for f in read_frames(entry.path, ids)])
         if flip:
             clip = hflip(clip)
-        return {"pixels": to_tensor_range(clip), "caption": caption, "index": idx, "sample": int(k)}
+        item = {"pixels": to_tensor_range(clip), "caption": caption, "index": idx, "sample": int(k)}
+        if key:
+            item["key"] = key
+        return item
 
     def _cached(self, entry: Entry) -> torch.Tensor:
         from safetensors.torch import load_file
@@ -235,6 +243,8 @@ def collate(items: List[dict]) -> dict:
            "sample": torch.tensor([it["sample"] for it in items])}
     key = "latents" if "latents" in items[0] else "pixels"
     out[key] = torch.stack([it[key] for it in items])
+    if key == "pixels" and all("key" in it for it in items):
+        out["keys"] = [it["key"] for it in items]
     return out
 
 

@@ -24,6 +24,15 @@ def betas_for(schedule: str, start: float, end: float, steps: int) -> torch.Tens
     raise ValueError(f"unknown beta schedule {schedule!r}: use 'linear' or 'scaled_linear'")
 
 
+def min_snr_weights(abar_t: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma loss weights for epsilon prediction (Hang et al. 2023): min(SNR, gamma) / SNR with
+    SNR = abar / (1 - abar). They cap the weight of nearly clean timesteps, whose epsilon loss is mostly cheap
+    local denoising, so more of the signal comes from the noisy steps where layout (and a clip's motion) is set."""
+    a = abar_t.float()
+    snr = a / (1 - a)
+    return torch.clamp(snr, max=gamma) / snr
+
+
 def alphas_cumprod_of(model_sampling) -> torch.Tensor:
     """abar_t from a ComfyUI ModelSamplingDiscrete (float32, length = its number of timesteps)."""
     sigmas = model_sampling.sigmas.detach().double().cpu()

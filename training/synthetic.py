@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -171,16 +172,24 @@ def make_synthetic_set(out_dir: str, videos_per_prompt: int = 2, size: int = 64,
                 for _ in range(videos_per_prompt):
                     spec = random_spec(rng, size, n_frames, colour, shape, direction)
                     spec.file = f"clip_{n:04d}{video_ext}"
-                    write_video(os.path.join(out_dir, spec.file), render_clip(spec, size, trail, trail_opacity))
                     specs.append(spec)
                     n += 1
             for _ in range(stills_per_prompt):
                 spec = random_spec(rng, size, 1, colour, shape, None)
                 spec.file = f"still_{n:04d}.png"
-                frame = render_clip(spec, size)[0]
-                cv2.imwrite(os.path.join(out_dir, spec.file), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
                 specs.append(spec)
                 n += 1
+
+    def write(spec: ClipSpec) -> None:
+        path = os.path.join(out_dir, spec.file)
+        if spec.direction is None:
+            cv2.imwrite(path, cv2.cvtColor(render_clip(spec, size)[0], cv2.COLOR_RGB2BGR))
+        else:
+            write_video(path, render_clip(spec, size, trail, trail_opacity))
+
+    # every random draw is made above, so rendering in parallel threads (opencv releases the GIL) changes nothing
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(write, specs))
     with open(os.path.join(out_dir, "captions.csv"), "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["file", "caption"])

@@ -28,6 +28,7 @@ from .config import ConfigError, TrainConfig, load_config, save_config
 from .stages import BaseModels, Stage, build_stage
 
 STATE_FILE = "training_state.pt"
+MEMO_BYTES = 512 * 2 ** 20  # latents of recurring clips (stills under a camera motion) kept in memory
 
 
 # --- processes and devices -------------------------------------------------------------------------------------
@@ -211,6 +212,8 @@ class Trainer:
         self.abar: Optional[torch.Tensor] = None
         self.step = 0
         self.log_rows: List[dict] = []
+        self.latent_memo: Dict[str, torch.Tensor] = {}  # clip key -> latents [F, 4, h, w] (see latents_of)
+        self.memo_bytes = 0
 
     def _amp_dtype(self):
         mp = self.cfg.optim.mixed_precision
@@ -267,12 +270,21 @@ class Trainer:
             return batch["latents"].to(self.device)
         pixels = batch["pixels"]
         b, f = pixels.shape[:2]
+        keys = batch.get("keys")
+        if keys and all(k in self.latent_memo for k in keys):
+            return torch.stack([self.latent_memo[k] for k in keys]).to(self.device)
         with torch.no_grad():
             lat = self.base.encode_pixels(pixels.reshape(b * f, *pixels.shape[2:]))
-        return lat.reshape(b, f, *lat.shape[1:]).to(self.device)
+        lat = lat.reshape(b, f, *lat.shape[1:])
+        if keys:  # clips made from stills recur every epoch: keep their latents (up to MEMO_BYTES)
+            for k, z in zip(keys, lat):
+                if k not in self.latent_memo and self.memo_bytes + z.numel() * z.element_size() <= MEMO_BYTES:
+                    self.latent_memo[k] = z.clone()
+                    self.memo_bytes += z.numel() * z.element_size()
+        return lat.to(self.device)
 
     def loss(self, batch: dict) -> torch.Tensor:
-        from .diffusion import noisy, predict_eps
+        from .diffusion import min_snr_weights, noisy, predict_eps
 
         x0 = self.latents_of(batch)
         b, f = x0.shape[:2]
@@ -295,12 +307,7 @@ class Trainer:
         gamma = self.cfg.optim.snr_gamma
         if gamma <= 0:
             return err.mean()
-        # Min-SNR-gamma weighting (Hang et al. 2023) for epsilon prediction: min(SNR, gamma) / SNR per clip.
-        # It caps the weight of nearly clean timesteps, whose epsilon loss is mostly cheap local denoising,
-        # so more of the signal comes from the noisy steps where a clip's motion is decided.
-        a = abar[t].float()
-        snr = a / (1 - a)
-        w = (torch.clamp(snr, max=gamma) / snr).to(err.device)
+        w = min_snr_weights(abar[t], gamma).to(err.device)  # one weight per clip (its frames share t)
         per_clip = err.reshape(b, -1).mean(dim=1)
         return (per_clip * w).mean()
 

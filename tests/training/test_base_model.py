@@ -74,3 +74,25 @@ def test_decoder_finetune_never_leaves_a_worse_decoder(comfy):
     rerun = bm.finetune_taesd_decoder(taesd, frames, encoded, steps=0)
     assert rerun["psnr_before"] == pytest.approx(result["psnr_after"])
     assert all(torch.equal(v, taesd.taesd_encoder.state_dict()[k]) for k, v in enc_before.items())
+
+
+def test_min_snr_weights_cap_only_the_clean_timesteps():
+    from training.diffusion import min_snr_weights
+
+    abar = torch.tensor([0.999, 0.9, 5 / 6, 0.5, 0.01])  # SNR 999, 9, 5, 1, ~0.01
+    w = min_snr_weights(abar, 5.0)
+    torch.testing.assert_close(w, torch.tensor([5 / 999, 5 / 9, 1.0, 1.0, 1.0]), rtol=1e-4, atol=0)
+
+
+def test_base_training_with_min_snr_down_weights_the_same_draws(comfy):
+    """snr_gamma changes only the per-sample weights (the draws are the same): with lr 0 the first loss is the
+    weighted mean of the same errors, so it is lower whenever a batch holds a timestep with SNR > gamma."""
+    from training_fixtures import make_tiny_base, text_stub
+
+    latents = torch.randn(8, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    captions = ["a red circle"] * 8
+    emb = {c: text_stub(c) for c in ("", "a red circle")}
+    runs = {g: bm.train_unet_on_frames(make_tiny_base().patcher, latents, captions, emb, steps=1, batch=8, lr=0.0,
+                                       seed=3, snr_gamma=g)["loss_first"] for g in (0.0, 5.0, 1e9)}
+    assert runs[5.0] < runs[0.0]
+    assert runs[1e9] == pytest.approx(runs[0.0], rel=1e-6)  # an unreachable cap weights every sample by 1

@@ -349,3 +349,35 @@ def test_min_snr_weighting_scales_each_clip_by_its_snr(toy_videos, tmp_path):
             ratio = float(weighted.loss(batch)) / float(plain.loss(batch))
         assert ratio == pytest.approx(min(snr, 1.0) / snr, rel=1e-4), (t, snr)
     assert seen == {True, False}
+
+
+def test_still_clips_are_encoded_once_and_train_the_same(still_images, motion_file, tmp_path, monkeypatch):
+    """Camera-motion clips of stills recur every epoch; their latents are memoised, which must not change
+    the result (same weights as encoding every step) while the VAE sees each clip only once."""
+    from safetensors.torch import load_file
+
+    import training.train as ttrain
+    from training_fixtures import pixels_stub
+
+    def run(out, memo_bytes):
+        monkeypatch.setattr(ttrain, "MEMO_BYTES", memo_bytes)
+        base = make_tiny_base()
+        encoded = []
+
+        def counting(pixels):
+            encoded.append(pixels.shape[0])
+            return pixels_stub(pixels)
+
+        base.encode_pixels = counting
+        cfg = _cfg("motionlora", still_images, out, f"model.motion_module={motion_file}", "optim.lr=1e-2",
+                   "data.camera_motion=zoom_in", "data.flip=false", "optim.max_steps=6")
+        result = Trainer(cfg, base=base).train()
+        return load_file(result["output"]), sum(encoded)
+
+    memo, n_memo = run(tmp_path / "memo", ttrain.MEMO_BYTES)
+    plain, n_plain = run(tmp_path / "plain", 0)
+    assert n_plain == 6 * 2 * 4  # steps x clips x frames
+    assert n_memo == 2 * 4  # two stills, one zoom each: the first batch holds both
+    assert memo.keys() == plain.keys()
+    for k in plain:
+        torch.testing.assert_close(memo[k], plain[k], rtol=0, atol=1e-6)
