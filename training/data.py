@@ -193,12 +193,11 @@ class ClipDataset(torch.utils.data.Dataset):
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
             if entry.is_still or entry.num_frames == 1:
                 src = read_frames(entry.path, [0])[0]
+                # a still's clip depends only on (still, motion, flip): the trainer encodes it once (see `key`)
+                key = f"{idx}/{motion}/{int(flip)}"
             else:
                 src = read_frames(entry.path, clip_indices(entry.num_frames, self.frames, self.stride, rng))
             clip = camera_motion_clip(src, motion, self.frames, self.size, self.camera_strength)
-            if entry.is_still or entry.num_frames == 1:
-                # a still's clip depends only on (still, motion, flip): the trainer encodes it once (see `key`)
-                key = f"{idx}/{motion}/{int(flip)}"
         else:
             ids = clip_indices(entry.num_frames, self.frames, self.stride, rng)
             clip = np.stack([resize_center_crop(f, self.size) for f in read_frames(entry.path, ids)])
