@@ -154,8 +154,15 @@ def init_taesd_analytic_(taesd: nn.Module, seed: int = 0, noise: float = 0.1) ->
 
 
 def encoder_outputs(taesd: nn.Module, frames01: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+    """The TAESD encoder's outputs for [N, 3, H, W] frames in [0, 1], computed in channels-last layout (a copy of
+    the encoder; the model keeps its own layout): its full-resolution convolutions run ~25 % faster that way on
+    CPUs. Values equal the default layout's to float rounding."""
+    import copy
+
+    encoder = copy.deepcopy(taesd.taesd_encoder).to(memory_format=torch.channels_last)
     with torch.no_grad():
-        return torch.cat([taesd.taesd_encoder(frames01[i:i + chunk]) for i in range(0, frames01.shape[0], chunk)])
+        return torch.cat([encoder(frames01[i:i + chunk].contiguous(memory_format=torch.channels_last)).contiguous()
+                          for i in range(0, frames01.shape[0], chunk)])
 
 
 def calibrate_latents_(taesd: nn.Module, encoded: torch.Tensor) -> Dict[str, float]:
@@ -280,7 +287,8 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
                          steps: int, batch: int = 16, lr: float = 5e-4, empty_prompt_prob: float = 0.1,
                          seed: int = 0, log: Optional[Callable[[str], None]] = None,
                          time_budget_s: Optional[float] = None, extra_alphas: Sequence[torch.Tensor] = (),
-                         amp_dtype: Optional[torch.dtype] = None, snr_gamma: float = 0.0) -> Dict[str, float]:
+                         amp_dtype: Optional[torch.dtype] = None, snr_gamma: float = 0.0,
+                         lr_schedule: str = "constant", lr_final: float = 0.1) -> Dict[str, float]:
     """Epsilon-prediction MSE on single frames with the model's own schedule (SD's scaled-linear for SD1.5).
 
     latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i]. `extra_alphas`: further
@@ -289,10 +297,12 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     amp_dtype: autocast dtype (bf16 roughly halves CPU time on CPUs with bf16 units), None for float32.
     snr_gamma > 0: Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (Hang et al. 2023, who report several
     times faster convergence of image diffusion training with gamma 5); 0 weights every sample equally.
+    lr_schedule: after a warm-up over the first 5 % of steps, "constant" or "cosine" (decays to lr x lr_final).
     """
     import contextlib
 
     from .diffusion import min_snr_weights
+    from .optim import adamw, lr_factor
 
     model = patcher.model
     unet = model.diffusion_model
@@ -302,9 +312,9 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     g = _gen(seed)
     unet.train()
     unet.requires_grad_(True)
-    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=1e-2)
+    opt = adamw(unet.parameters(), lr=lr, weight_decay=1e-2)
     warmup = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, lr_schedule, warmup, lr_final))
     empty = embeddings[""]
     losses: List[float] = []
     t0 = time.time()

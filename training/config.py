@@ -63,6 +63,9 @@ class ScheduleConfig:
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # constant (paper) | cosine: decays to lr x lr_final at the last step
+    lr_final: float = 0.1  # the cosine schedule's last learning rate, as a fraction of lr
+    warmup_steps: int = 0  # linear warm-up from lr / warmup_steps to lr over this many steps
     weight_decay: float = 1e-2
     betas: tuple = (0.9, 0.999)
     eps: float = 1e-8
@@ -188,6 +191,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.frames = 1
     if not 0.0 <= cfg.data.empty_prompt_prob <= 1.0:
         raise ConfigError("data.empty_prompt_prob must be within [0, 1]")
+    if cfg.optim.lr_schedule not in ("constant", "cosine"):
+        raise ConfigError(f"optim.lr_schedule must be constant or cosine, got {cfg.optim.lr_schedule!r}")
+    if not 0 <= cfg.optim.lr_final <= 1 or cfg.optim.warmup_steps < 0:
+        raise ConfigError("optim.lr_final must be within [0, 1] and optim.warmup_steps >= 0")
     if cfg.optim.snr_gamma < 0:
         raise ConfigError("optim.snr_gamma must be >= 0 (0 = plain MSE, 5 = Min-SNR-5 weighting)")
     if cfg.schedule.timestep_skew <= 0:

@@ -141,7 +141,8 @@ def clip_indices(num_frames: int, frames: int, stride: int, rng: np.random.Gener
 
 class ClipDataset(torch.utils.data.Dataset):
     """Item k (global sample number) -> {"pixels" [F,3,S,S] in [-1,1] | "latents" [F,4,s,s], "caption", "index"},
-    plus "key" when the clip is a deterministic function of that key (camera motion over a still)."""
+    plus "frame_keys" (one string per frame) when each frame is a deterministic function of its key: frames of a
+    video without camera motion, and a camera motion over a still. The trainer encodes each key once."""
 
     def __init__(self, entries: List[Entry], frames: int = 16, stride: int = 4, size: int = 256, flip: bool = True,
                  empty_prompt_prob: float = 0.1, camera_motion: str = "", camera_strength: float = 0.5,
@@ -188,24 +189,26 @@ class ClipDataset(torch.utils.data.Dataset):
             if flip:  # conv VAEs are close to flip-equivariant, so flipping latents stands in for flipping frames
                 x = torch.flip(x, dims=[-1])
             return {"latents": x.float(), "caption": caption, "index": idx, "sample": int(k)}
-        key = ""
+        keys: List[str] = []
         if self.camera_motions:
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
             if entry.is_still or entry.num_frames == 1:
                 src = read_frames(entry.path, [0])[0]
-                # a still's clip depends only on (still, motion, flip): the trainer encodes it once (see `key`)
-                key = f"{idx}/{motion}/{int(flip)}"
+                # frame i of a still's clip depends only on (still, motion, flip, i): it recurs every epoch
+                keys = [f"{idx}/{motion}/{int(flip)}/{i}" for i in range(self.frames)]
             else:
                 src = read_frames(entry.path, clip_indices(entry.num_frames, self.frames, self.stride, rng))
             clip = camera_motion_clip(src, motion, self.frames, self.size, self.camera_strength)
         else:
             ids = clip_indices(entry.num_frames, self.frames, self.stride, rng)
             clip = np.stack([resize_center_crop(f, self.size) for f in read_frames(entry.path, ids)])
+            # clips of one video overlap (random starts): a video frame recurs within and across epochs
+            keys = [f"{idx}@{i}/{int(flip)}" for i in ids]
         if flip:
             clip = hflip(clip)
         item = {"pixels": to_tensor_range(clip), "caption": caption, "index": idx, "sample": int(k)}
-        if key:
-            item["key"] = key
+        if keys:
+            item["frame_keys"] = keys
         return item
 
     def _cached(self, entry: Entry) -> torch.Tensor:
@@ -242,8 +245,8 @@ def collate(items: List[dict]) -> dict:
            "sample": torch.tensor([it["sample"] for it in items])}
     key = "latents" if "latents" in items[0] else "pixels"
     out[key] = torch.stack([it[key] for it in items])
-    if key == "pixels" and all("key" in it for it in items):
-        out["keys"] = [it["key"] for it in items]
+    if key == "pixels" and all("frame_keys" in it for it in items):
+        out["frame_keys"] = [it["frame_keys"] for it in items]
     return out
 
 

@@ -116,6 +116,22 @@ def test_config_defaults_are_the_paper_values():
     assert (cfg.schedule.beta_start, cfg.schedule.beta_end, cfg.schedule.num_train_timesteps) == (0.00085, 0.012, 1000)
     assert cfg.schedule.beta_schedule == "linear" and cfg.schedule.latent_scale == 0.0  # 0: the checkpoint's
     assert cfg.data.empty_prompt_prob == 0.1
+    assert (cfg.optim.lr_schedule, cfg.optim.warmup_steps) == ("constant", 0)  # the paper's constant rate
+
+
+def test_lr_schedule_warms_up_then_decays_to_the_final_fraction():
+    from training.optim import lr_factor
+
+    assert [lr_factor(s, 10, "constant", warmup=4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    cos = [lr_factor(s, 12, "cosine", warmup=2, final=0.1) for s in range(12)]
+    assert cos[:3] == [0.5, 1.0, 1.0]  # warm-up, then the cosine starts at the full rate
+    assert all(a > b for a, b in zip(cos[2:], cos[3:]))  # strictly decreasing after the warm-up
+    assert cos[-1] == pytest.approx(0.1)  # the last step runs at lr x final
+    assert lr_factor(6, 12, "cosine", warmup=1, final=0.0) == pytest.approx(0.5)  # halfway through the decay
+    with pytest.raises(ValueError, match="constant, cosine"):
+        lr_factor(0, 10, "linear")
+    with pytest.raises(tconfig.ConfigError, match="lr_schedule"):
+        tconfig.load_config(None, ["optim.lr_schedule=step"])
 
 
 def test_config_yaml_and_overrides(tmp_path):

@@ -258,6 +258,29 @@ def test_resume_continues_exactly(toy_videos, tmp_path):
     assert any(not torch.equal(a[k], after_two[k]) for k in a)
 
 
+def test_cosine_schedule_sets_each_steps_rate_and_resumes_on_the_same_curve(toy_videos, tmp_path):
+    from safetensors.torch import load_file
+
+    from training.optim import lr_factor
+
+    opts = ("optim.lr=1e-3", "optim.lr_schedule=cosine", "optim.warmup_steps=1", "optim.lr_final=0.2")
+    straight = Trainer(_cfg("motion", toy_videos, tmp_path / "a", "optim.max_steps=4", *opts),
+                       base=make_tiny_base()).train()
+    with open(tmp_path / "a" / "train_log.jsonl") as f:
+        logged = [json.loads(line)["lr"] for line in f]
+    assert logged == pytest.approx([1e-3 * lr_factor(s, 4, "cosine", 1, 0.2) for s in range(4)])
+    assert logged[-1] == pytest.approx(2e-4)
+    Trainer(_cfg("motion", toy_videos, tmp_path / "b", "optim.max_steps=2", *opts), base=make_tiny_base()).train()
+    resumed = Trainer(_cfg("motion", toy_videos, tmp_path / "b", "optim.max_steps=4", *opts),
+                      base=make_tiny_base()).train()
+    assert resumed["start_step"] == 2
+    a, b = load_file(straight["output"]), load_file(resumed["output"])
+    constant = load_file(Trainer(_cfg("motion", toy_videos, tmp_path / "c", "optim.max_steps=4", "optim.lr=1e-3"),
+                                 base=make_tiny_base()).train()["output"])
+    assert all(torch.allclose(a[k], b[k], atol=1e-7) for k in a)
+    assert any(not torch.allclose(a[k], constant[k], atol=1e-6) for k in a)
+
+
 def test_preview_samples_are_animations(toy_videos, tmp_path):
     from PIL import Image
 
@@ -351,13 +374,22 @@ def test_min_snr_weighting_scales_each_clip_by_its_snr(toy_videos, tmp_path):
     assert seen == {True, False}
 
 
-def test_still_clips_are_encoded_once_and_train_the_same(still_images, motion_file, tmp_path, monkeypatch):
-    """Camera-motion clips of stills recur every epoch; their latents are memoised, which must not change
-    the result (same weights as encoding every step) while the VAE sees each clip only once."""
+@pytest.mark.parametrize("kind", ["stills_under_zoom", "video_frames"])
+def test_recurring_frames_are_encoded_once_and_train_the_same(kind, still_images, toy_videos, motion_file, tmp_path,
+                                                               monkeypatch):
+    """Frames recur: camera-motion clips of stills every epoch, video frames in overlapping clips. Their latents
+    are memoised, which must not change the result (same weights as encoding every frame every step) while the
+    VAE sees each distinct frame exactly once."""
     from safetensors.torch import load_file
 
     import training.train as ttrain
+    from training.data import build_dataset
     from training_fixtures import pixels_stub
+
+    if kind == "stills_under_zoom":
+        args = ("motionlora", still_images, f"model.motion_module={motion_file}", "data.camera_motion=zoom_in")
+    else:
+        args = ("motion", toy_videos)
 
     def run(out, memo_bytes):
         monkeypatch.setattr(ttrain, "MEMO_BYTES", memo_bytes)
@@ -369,15 +401,18 @@ def test_still_clips_are_encoded_once_and_train_the_same(still_images, motion_fi
             return pixels_stub(pixels)
 
         base.encode_pixels = counting
-        cfg = _cfg("motionlora", still_images, out, f"model.motion_module={motion_file}", "optim.lr=1e-2",
-                   "data.camera_motion=zoom_in", "data.flip=false", "optim.max_steps=6")
+        cfg = _cfg(args[0], args[1], out, *args[2:], "optim.lr=1e-2", "data.flip=false", "optim.max_steps=6")
         result = Trainer(cfg, base=base).train()
-        return load_file(result["output"]), sum(encoded)
+        return load_file(result["output"]), sum(encoded), cfg
 
-    memo, n_memo = run(tmp_path / "memo", ttrain.MEMO_BYTES)
-    plain, n_plain = run(tmp_path / "plain", 0)
+    memo, n_memo, cfg = run(tmp_path / "memo", ttrain.MEMO_BYTES)
+    plain, n_plain, _ = run(tmp_path / "plain", 0)
     assert n_plain == 6 * 2 * 4  # steps x clips x frames
-    assert n_memo == 2 * 4  # two stills, one zoom each: the first batch holds both
+    ds = build_dataset(cfg.data, cfg.optim.seed, frames=4)
+    distinct = {k for s in range(6 * 2) for k in ds[s]["frame_keys"]}
+    assert n_memo == len(distinct) < n_plain
+    if kind == "stills_under_zoom":
+        assert n_memo == 2 * 4  # two stills, one zoom each: the first batch holds both
     assert memo.keys() == plain.keys()
     for k in plain:
         torch.testing.assert_close(memo[k], plain[k], rtol=0, atol=1e-6)
