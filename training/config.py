@@ -60,6 +60,9 @@ class ScheduleConfig:
     timestep_skew: float = 1.0  # 1 = uniform training timesteps (paper); s > 1 favours high noise: t = N(1 - u^s)
 
 
+LR_SCHEDULES = ("constant", "cosine")  # optim.lr_schedule (training.optim.lr_factor computes them)
+
+
 @dataclass
 class OptimConfig:
     lr: float = 1e-4
@@ -191,8 +194,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         cfg.data.frames = 1
     if not 0.0 <= cfg.data.empty_prompt_prob <= 1.0:
         raise ConfigError("data.empty_prompt_prob must be within [0, 1]")
-    if cfg.optim.lr_schedule not in ("constant", "cosine"):
-        raise ConfigError(f"optim.lr_schedule must be constant or cosine, got {cfg.optim.lr_schedule!r}")
+    if cfg.optim.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(f"optim.lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {cfg.optim.lr_schedule!r}")
     if not 0 <= cfg.optim.lr_final <= 1 or cfg.optim.warmup_steps < 0:
         raise ConfigError("optim.lr_final must be within [0, 1] and optim.warmup_steps >= 0")
     if cfg.optim.snr_gamma < 0:
