@@ -288,7 +288,8 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
                          seed: int = 0, log: Optional[Callable[[str], None]] = None,
                          time_budget_s: Optional[float] = None, extra_alphas: Sequence[torch.Tensor] = (),
                          amp_dtype: Optional[torch.dtype] = None, snr_gamma: float = 0.0,
-                         lr_schedule: str = "constant", lr_final: float = 0.1) -> Dict[str, float]:
+                         lr_schedule: str = "constant", lr_final: float = 0.1,
+                         device: Optional[torch.device] = None) -> Dict[str, float]:
     """Epsilon-prediction MSE on single frames with the model's own schedule (SD's scaled-linear for SD1.5).
 
     latents: [N, 4, h, w] model-space latents; captions[i] belongs to latents[i]. `extra_alphas`: further
@@ -298,6 +299,9 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     snr_gamma > 0: Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (Hang et al. 2023, who report several
     times faster convergence of image diffusion training with gamma 5); 0 weights every sample equally.
     lr_schedule: after a warm-up over the first 5 % of steps, "constant" or "cosine" (decays to lr x lr_final).
+    device: where the UNet trains (e.g. ComfyUI's torch device, a GPU where there is one); None = where it is.
+    The random draws stay on the CPU generator, so a run is the same sequence on any device; the UNet goes back
+    to where it was afterwards.
     """
     import contextlib
 
@@ -310,6 +314,9 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     tables = [(1.0 / (1.0 + sampling.sigmas.float() ** 2))] + [a.float() for a in extra_alphas]
     alphas = torch.stack(tables)  # [schedules, T] alphas_cumprod (ComfyUI stores sigma = sqrt((1-a)/a))
     g = _gen(seed)
+    home = next(unet.parameters()).device
+    device = torch.device(device) if device is not None else home
+    unet.to(device)  # before the optimizer: fused AdamW keeps its state next to the parameters
     unet.train()
     unet.requires_grad_(True)
     opt = adamw(unet.parameters(), lr=lr, weight_decay=1e-2)
@@ -321,18 +328,18 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     done = 0
     for step in range(steps):
         idx = torch.randint(0, latents.shape[0], (batch,), generator=g)
-        x0 = latents[idx]
+        x0 = latents[idx].to(device)
         ctx = torch.stack([empty if float(torch.rand((), generator=g)) < empty_prompt_prob else embeddings[captions[i]]
-                           for i in idx.tolist()])
+                           for i in idx.tolist()]).to(device)
         t = torch.randint(0, alphas.shape[1], (batch,), generator=g)
         which = torch.randint(0, alphas.shape[0], (batch,), generator=g)
-        eps = torch.randn(x0.shape, generator=g)
-        a = alphas[which, t].view(-1, 1, 1, 1)
+        eps = torch.randn(x0.shape, generator=g).to(device)
+        a = alphas[which, t].view(-1, 1, 1, 1).to(device)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         autocast = torch.autocast("cpu" if xt.device.type == "cpu" else "cuda", dtype=amp_dtype) \
             if amp_dtype is not None else contextlib.nullcontext()
         with autocast:
-            pred = unet(xt, t.float(), context=ctx, transformer_options={})
+            pred = unet(xt, t.float().to(device), context=ctx, transformer_options={})
         if snr_gamma > 0:
             per_sample = ((pred.float() - eps) ** 2).mean(dim=(1, 2, 3))
             loss = (per_sample * min_snr_weights(a.view(-1), snr_gamma)).mean()
@@ -353,5 +360,6 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
             break
     unet.eval()
     unet.requires_grad_(False)
+    unet.to(home)
     return {"steps": done, "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-25:])),
             "seconds": time.time() - t0}

@@ -96,7 +96,10 @@ class Log:
 
 def bf16_is_faster() -> bool:
     """bf16 autocast roughly halves CPU training time on CPUs with bf16 units (AVX512-BF16, AMX) and slows it
-    elsewhere. Decided from the CPU's flags (a timing would depend on the machine's load)."""
+    elsewhere. Decided from the CPU's flags (a timing would depend on the machine's load). On a GPU (where
+    ComfyUI and the training run when torch sees one) bf16 is used wherever the GPU supports it."""
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()
@@ -178,12 +181,15 @@ def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, log: Log) -> 
     cache_obj.save(emb_path)
     log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
     # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
+    import comfy.model_management
+
     linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
     steps = max(1, int(plan.base_steps * plan.scale))
     stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps,
                                             batch=plan.base_batch, lr=5e-4, seed=0, log=log, extra_alphas=[linear],
                                             amp_dtype=amp, snr_gamma=plan.base_snr_gamma,
-                                            lr_schedule=plan.base_lr_schedule)
+                                            lr_schedule=plan.base_lr_schedule,
+                                            device=comfy.model_management.get_torch_device())
     bm.save_checkpoint(build, path)
     # what a user gets: the file through ComfyUI's loader, detected as SD1.5
     import comfy.sd
@@ -488,7 +494,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     t0, c0 = time.time(), time.process_time()
     amp = torch.bfloat16 if bf16_is_faster() else None
     amp_name = "bf16" if amp is not None else "no"
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, training precision: "
+    import comfy.model_management
+
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
+        f"{comfy.model_management.get_torch_device()}, training precision: "
         f"{'bf16 autocast' if amp is not None else 'float32'} (base {plan.base_steps} steps x "
         f"{plan.base_batch} frames, motion {plan.motion_steps} x {plan.motion_batch} clips, MotionLoRA "
         f"{plan.lora_steps} x {plan.lora_batch}; step scale {plan.scale})")

@@ -96,3 +96,29 @@ def test_base_training_with_min_snr_down_weights_the_same_draws(comfy):
                                        seed=3, snr_gamma=g)["loss_first"] for g in (0.0, 5.0, 1e9)}
     assert runs[5.0] < runs[0.0]
     assert runs[1e9] == pytest.approx(runs[0.0], rel=1e-6)  # an unreachable cap weights every sample by 1
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_base_training_on_a_device_draws_the_same_and_puts_the_unet_back(comfy, device):
+    """The demo trains the base on ComfyUI's device (a GPU where there is one): the random draws come from the CPU
+    generator either way, so the run matches the in-place one, and the UNet ends where it started."""
+    from training_fixtures import make_tiny_base, text_stub
+
+    latents = torch.randn(8, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    captions = ["a red circle", "a blue square"] * 4
+    emb = {c: text_stub(c) for c in ("", "a red circle", "a blue square")}
+    weights, losses = [], []
+    for where in (None, torch.device(device)):
+        patcher = make_tiny_base().patcher
+        out = bm.train_unet_on_frames(patcher, latents, captions, emb, steps=3, batch=4, lr=1e-3, seed=5,
+                                      device=where)
+        unet = patcher.model.diffusion_model
+        assert {p.device.type for p in unet.parameters()} == {"cpu"}
+        weights.append({k: v.detach().clone() for k, v in unet.state_dict().items()})
+        losses.append(out["loss_first"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+    moved = [k for k in weights[0] if not torch.allclose(weights[0][k], weights[1][k], atol=1e-4)]
+    assert not moved, f"weights differ on {device}: {moved[:3]}"
+    init = make_tiny_base().patcher.model.diffusion_model.state_dict()
+    assert any(not torch.equal(init[k], weights[0][k]) for k in init)  # it did train
