@@ -143,7 +143,8 @@ def _frames_for_base(data: Dict[str, str], every: int):
 
 # --- 2. the base model --------------------------------------------------------------------------------------------
 
-def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, log: Log) -> Dict[str, object]:
+def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, device: torch.device,
+                log: Log) -> Dict[str, object]:
     from . import base_model as bm
     from .diffusion import betas_for
     from .train import TextCache
@@ -181,15 +182,13 @@ def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, log: Log) -> 
     cache_obj.save(emb_path)
     log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
     # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
-    import comfy.model_management
-
     linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
     steps = max(1, int(plan.base_steps * plan.scale))
     stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps,
                                             batch=plan.base_batch, lr=5e-4, seed=0, log=log, extra_alphas=[linear],
                                             amp_dtype=amp, snr_gamma=plan.base_snr_gamma,
                                             lr_schedule=plan.base_lr_schedule,
-                                            device=comfy.model_management.get_torch_device())
+                                            device=device)
     bm.save_checkpoint(build, path)
     # what a user gets: the file through ComfyUI's loader, detected as SD1.5
     import comfy.sd
@@ -496,15 +495,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     amp_name = "bf16" if amp is not None else "no"
     import comfy.model_management
 
-    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device "
-        f"{comfy.model_management.get_torch_device()}, training precision: "
+    device = comfy.model_management.get_torch_device()  # where ComfyUI samples; the base trains there too
+    log(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}, training precision: "
         f"{'bf16 autocast' if amp is not None else 'float32'} (base {plan.base_steps} steps x "
         f"{plan.base_batch} frames, motion {plan.motion_steps} x {plan.motion_batch} clips, MotionLoRA "
         f"{plan.lora_steps} x {plan.lora_batch}; step scale {plan.scale})")
     data = ensure_data(cache, plan, log)
     timings["data"], cpu["data"] = time.time() - t0, time.process_time() - c0
     t, c = time.time(), time.process_time()
-    base = ensure_base(cache, data, plan, amp, log)
+    base = ensure_base(cache, data, plan, amp, device, log)
     timings["base_model"], cpu["base_model"] = time.time() - t, time.process_time() - c
     t, c = time.time(), time.process_time()
     motion = ensure_motion(cache, data, base, plan, amp_name, log)
