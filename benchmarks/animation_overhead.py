@@ -2,7 +2,7 @@
 
 Both cases run the same graph through ComfyUI's real loaders and sampler (CheckpointLoader -> CLIP text encode ->
 comfy.sample.sample with CFG): "plain" samples the 16 latents with the checkpoint's MODEL, "motion" with the MODEL
-from comfy_adapter.inflate() (reduced-layout v2 motion module, its linear-beta schedule). Each case runs in its
+from motion_core.comfy.inflate() (reduced-layout v2 motion module, its linear-beta schedule). Each case runs in its
 own subprocess so the two never share caches or memory. Reported per case: median wall time of the sampling call
 over --repeat runs (weights loaded beforehand), and the peak growth of the process RSS during sampling (sampled every
 2 ms by a thread; tracemalloc does not see torch's allocations) or, on CUDA, torch's peak allocated memory.
@@ -73,7 +73,7 @@ def run_case(case: str, args) -> dict:
     import comfy.sample
     import comfy.sd
     from motion_core import load_motion_module
-    from motion_core.comfy_adapter import inflate
+    from motion_core.comfy import inflate
     from tools import standins
 
     torch.set_num_threads(args.threads)

@@ -6,7 +6,7 @@ sampling (imports + model), the growth of that mark during sampling, and the sam
 reduced SD1.5-family UNet built in-process with ComfyUI's own classes (seeded random weights), sampled through
 ComfyUI's real sampler (comfy.sample.sample: CFG, cond batching) on CPU, with per-frame prompts.
 
-Modes: none (all frames in one UNet batch), admk (motion_core.windows, length 16, overlap 4, uniform, pyramid),
+Modes: none (all frames in one UNet batch), admk (motion_core.comfy.windows, length 16, overlap 4, uniform, pyramid),
 core (ComfyUI 0.3.75's IndexListContextHandler with the same settings; with frames in the batch dimension it
 raises as soon as the clip is longer than one window - its step lookup compares the per-frame timestep with
 the sigma list - and is reported as FAILED).
@@ -63,7 +63,7 @@ def run_case(frames: int, mode: str, args) -> dict:
     import comfy.sample
     import comfy.supported_models
     from motion_core.context import ContextOptions
-    from motion_core.windows import install_context_windows
+    from motion_core.comfy import install_context_windows
 
     torch.set_num_threads(args.threads)
     unet_config = {

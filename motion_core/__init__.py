@@ -1,6 +1,6 @@
 """motion_core: AnimateDiff motion modules, LoRAs and schedules, usable without ComfyUI.
 
-Only `motion_core.comfy_adapter` imports ComfyUI; importing this package never does.
+Only the `motion_core.comfy` package imports ComfyUI; importing this package never does.
 """
 from .errors import MotionFormatError
 from .lora import (DomainAdapter, FitReport, MotionLoRA, load_domain_adapter, load_motion_lora,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from .. import motion_core
-from ..motion_core import comfy_adapter
+from ..motion_core import comfy as comfy_adapter
 from .common import CATEGORY, MOTION_MODELS, ContextOptions, MotionModule, file_list, full_path
 
 NO_ADAPTER = "none"

@@ -17,7 +17,7 @@ import comfy.utils
 import latent_preview
 from comfy_api.v0_0_2 import io
 
-from ..motion_core import comfy_adapter
+from ..motion_core import comfy as comfy_adapter
 from .common import CATEGORY, ContextOptions
 
 MAX_SIZE = 8192
@@ -42,7 +42,7 @@ def initial_latent(model, frames: int, width: int, height: int, latent=None, ima
 
 def with_context(model, context_options):
     """A clone of `model` that evaluates the clip in windows; the frame check then uses these options."""
-    from ..motion_core.windows import install_context_windows
+    from ..motion_core.comfy import install_context_windows
 
     attachment = comfy_adapter.motion_attachment(model)
     patched = model.clone()

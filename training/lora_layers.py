@@ -52,7 +52,7 @@ def spatial_attention_names(unet: nn.Module) -> List[Tuple[str, str]]:
     """
     from comfy.ldm.modules.attention import SpatialTransformer
 
-    from motion_core.comfy_adapter import unet_slots
+    from motion_core.comfy import unet_slots
 
     out = []
     for slot in unet_slots(unet):

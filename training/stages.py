@@ -3,7 +3,7 @@
 - adapter: LoRA on every spatial attention projection (the v3 domain adapter), attached as ComfyUI weight
   wrappers on a clone of the base ModelPatcher; trained on single frames; saved in the official adapter layout.
 - motion: a motion module (new, laid out to match the base UNet's levels, or loaded to continue training),
-  inserted with the pack's adapter (`motion_core.comfy_adapter.inflate`, the same injection sampling uses);
+  inserted with the pack's adapter (`motion_core.comfy.inflate`, the same injection sampling uses);
   only `motion_modules.*` train; saved as an official motion-module file (PE tables included).
 - motionlora: LoRA on to_q/k/v/out of every temporal attention of a frozen motion module; saved with the
   official MotionLoRA keys.
@@ -79,7 +79,7 @@ def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, s
     reduced equivalent for smaller UNets), default Linear init and zeroed proj_out (official
     `zero_initialize`), so the inflated model starts exactly as the image model. SD1.5 modules normalise each
     frame on its own, SDXL ones across frames (as the official code of each branch)."""
-    from motion_core.comfy_adapter import unet_slots
+    from motion_core.comfy import unet_slots
     from motion_core.motion_module import MotionModuleInfo, MotionModuleSet
     from motion_core.temporal import NORM_ACROSS_FRAMES, NORM_PER_FRAME
 
@@ -116,7 +116,7 @@ def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, s
 
 
 def _inflate(base_patcher, motion_module, cfg):
-    from motion_core.comfy_adapter import inflate
+    from motion_core.comfy import inflate
 
     adapter = _load_adapter(cfg)
     # The schedule is installed below from the config (the adapter's own choice would be the same by default).
@@ -125,7 +125,7 @@ def _inflate(base_patcher, motion_module, cfg):
 
 
 def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
-    from motion_core.comfy_adapter import model_base
+    from motion_core.comfy import model_base
 
     unet = base.patcher.model.diffusion_model
     seed = cfg.optim.seed

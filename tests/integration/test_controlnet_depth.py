@@ -106,7 +106,7 @@ def test_smoothing_strength_zero_and_bad_range(pack_nodes, control_net):
 def test_hint_i_drives_frame_i_inside_context_windows(pack_nodes, control_net, unet):
     import comfy.sample
     from motion_core.context import ContextOptions, build_windows
-    from motion_core.windows import install_context_windows
+    from motion_core.comfy import install_context_windows
 
     seen = []
     hook = control_net.control_model.register_forward_pre_hook(

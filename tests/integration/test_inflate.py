@@ -1,4 +1,4 @@
-"""motion_core.comfy_adapter inside a real in-process ComfyUI 0.3.75 sampler, on a tiny SD1.5-family UNet.
+"""motion_core.comfy (the ComfyUI adapter) inside a real in-process ComfyUI 0.3.75 sampler, on a tiny SD1.5-family UNet.
 
 The UNet (32/64 channels, two levels, two res blocks with attention, context 32) is built with ComfyUI's own
 SD15 model class and ModelPatcher; the motion module set is a MotionModuleSet built for exactly that UNet. Every
@@ -32,8 +32,9 @@ import comfy.supported_models  # noqa: E402
 from comfy.ldm.modules.attention import SpatialTransformer  # noqa: E402
 from comfy.ldm.modules.diffusionmodules.openaimodel import Downsample, ResBlock, UNetModel, Upsample  # noqa: E402
 
-from motion_core import comfy_adapter  # noqa: E402
-from motion_core.comfy_adapter import MotionLayer, check_frames, inflate  # noqa: E402
+from motion_core import comfy as comfy_adapter  # noqa: E402
+from motion_core.comfy import injection as comfy_injection  # noqa: E402
+from motion_core.comfy import MotionLayer, check_frames, inflate  # noqa: E402
 from motion_core.errors import MotionFormatError  # noqa: E402
 from motion_core.motion_module import MotionModuleInfo, MotionModuleSet, build_from_state_dict  # noqa: E402
 from motion_core.context import ContextOptions  # noqa: E402
@@ -459,7 +460,7 @@ def test_inflating_twice_is_refused(patcher, motion):
 
 
 def test_weight_cache_casts_a_copy_and_shares_when_it_can(motion):
-    cache = comfy_adapter._WeightCache(motion)
+    cache = comfy_injection._WeightCache(motion)
     assert cache.get(CPU, torch.float32) is motion
     half = cache.get(CPU, torch.float16)
     assert half is not motion and next(half.parameters()).dtype == torch.float16

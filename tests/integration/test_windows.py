@@ -22,8 +22,8 @@ import comfy.sample  # noqa: E402
 
 from harness.tiny_models import tiny_controlnet, tiny_unet  # noqa: E402
 from motion_core.context import ContextOptions, build_windows  # noqa: E402
-from motion_core import windows as windows_mod  # noqa: E402
-from motion_core.windows import WINDOW_INFO_KEY, install_context_windows  # noqa: E402
+from motion_core.comfy import windows as windows_mod  # noqa: E402
+from motion_core.comfy import WINDOW_INFO_KEY, install_context_windows  # noqa: E402
 
 pytestmark = pytest.mark.integration
 

@@ -82,7 +82,7 @@ def test_prompt_travel_errors_reach_the_user(pack_nodes, clip):
 def test_prompt_travel_through_context_windows_matches_one_pass(pack_nodes, clip, unet):
     import comfy.sample
     from motion_core.context import ContextOptions
-    from motion_core.windows import install_context_windows
+    from motion_core.comfy import install_context_windows
 
     # long, unrelated prompts: many differing tokens, so the prompt visibly steers the tiny UNet
     schedule = ('0: "a calm blue sea under a clear sunny sky with white sailing boats and seagulls"\n'

@@ -107,7 +107,7 @@ def test_new_motion_module_starts_as_the_image_model(toy_videos):
     base = make_tiny_base()
     unet = base.patcher.model.diffusion_model
     mm = new_motion_module(unet, 32)
-    from motion_core.comfy_adapter import inflate
+    from motion_core.comfy import inflate
 
     x = torch.randn(6, 4, 4, 4)
     t = torch.full((6,), 500)

@@ -26,3 +26,16 @@ print("ok")
 def test_entry_point_and_motion_core_import_without_comfyui():
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, cwd="/", timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_only_the_comfy_package_reaches_comfyui():
+    """The boundary, read from the source: outside motion_core/comfy/ no file imports ComfyUI or looks its
+    modules up by name (a `sys.modules.get("comfy...")` would hide the dependency from the import test above)."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+(comfy|comfy_api|comfy_extras|folder_paths|nodes)\b|[\"']comfy[._]",
+                         re.M)
+    offenders = [str(p.relative_to(REPO)) for p in sorted((REPO / "motion_core").rglob("*.py"))
+                 if "comfy" not in p.relative_to(REPO / "motion_core").parts[:-1] and pattern.search(p.read_text())]
+    assert not offenders, offenders
+    assert (REPO / "motion_core" / "comfy" / "inflate.py").is_file()

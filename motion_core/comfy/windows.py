@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .context import ContextOptions, check_context_fits
+from ..context import ContextOptions, check_context_fits
 
 # Plain strings, equal to comfy.patcher_extension.WrappersMP.CALC_COND_BATCH / PREPARE_SAMPLING (no comfy import).
 CALC_COND_BATCH = "calc_cond_batch"
