@@ -62,11 +62,7 @@ def run_case(case: str, args) -> dict:
     sys.path[:0] = [str(REPO), str(REPO / "tests")]
     from tools.comfy_host import import_comfy
 
-    if args.gpu:
-        os.environ.setdefault("ADMK_COMFY_ROOT", str(REPO / ".host" / "ComfyUI"))
-        sys.path.insert(0, os.environ["ADMK_COMFY_ROOT"])
-    else:
-        import_comfy()
+    import_comfy(cpu=not args.gpu)  # --gpu: ComfyUI picks the device itself
     import torch
 
     import comfy.model_management as mm

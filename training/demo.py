@@ -277,7 +277,7 @@ def ensure_lora(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -> 
 # --- 4. the shipped workflows through ComfyUI's executor ---------------------------------------------------------
 
 def _set(prompt: dict, class_type: str, nth: int = 0, **inputs) -> str:
-    from .comfy_run import find_node
+    from tools.workflow_convert import find_node
 
     node = find_node(prompt, class_type, nth)
     prompt[node]["inputs"].update(inputs)
@@ -285,9 +285,9 @@ def _set(prompt: dict, class_type: str, nth: int = 0, **inputs) -> str:
 
 
 def _prepare(runner, workflow_file: str, text: str, seed: int, sampling: dict, prefix: str) -> dict:
-    from .comfy_run import example_workflow, load_workflow, ui_to_api
+    from tools.workflow_convert import convert_workflow, load_workflow
 
-    prompt = ui_to_api(load_workflow(example_workflow(workflow_file)), runner.input_types)
+    prompt = convert_workflow(load_workflow(workflow_file), runner.object_info())
     _set(prompt, "CheckpointLoaderSimple", ckpt_name=BASE_NAME)
     _set(prompt, "CLIPTextEncode", 0, text=text)
     _set(prompt, "CLIPTextEncode", 1, text="")  # the empty caption is what the models learnt as "unconditional"
@@ -300,27 +300,27 @@ def _prepare(runner, workflow_file: str, text: str, seed: int, sampling: dict, p
     return prompt
 
 
-def _frames_of(result: dict, prompt: dict) -> np.ndarray:
-    from .comfy_run import find_node
+def _frames_of(result, prompt: dict) -> np.ndarray:
+    from tools.workflow_convert import find_node
 
-    images = result[find_node(prompt, "VAEDecode")][0]
-    images = images[0] if isinstance(images, list) else images
+    images = result.output(find_node(prompt, "VAEDecode"))
     return (images.clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
 def run_workflows(cache: str, out: str, plan: Plan, sampling: dict, seeds: List[int], log: Log) -> List[dict]:
-    from .comfy_run import ComfyRunner, bypass, find_node
+    from tools import comfy_inprocess as runner
+    from tools.workflow_convert import bypass, find_node
 
     models = os.path.join(cache, "models")
-    comfy_out = os.path.join(out, "comfy_output")
-    runner = ComfyRunner(comfy_out, {"checkpoints": os.path.join(models, "checkpoints"),
-                                     "animatediff_models": os.path.join(models, "animatediff_models"),
-                                     "animatediff_motion_lora": os.path.join(models, "animatediff_motion_lora")})
+    runner.bootstrap(load_pack=True, cpu=None)
+    runner.use_folders(os.path.join(out, "comfy_output"), {
+        folder: os.path.join(models, folder) for folder in ("checkpoints", "animatediff_models",
+                                                            "animatediff_motion_lora")})
     runs = []
 
     def execute(name: str, prompt: dict, **meta):
         t0 = time.time()
-        result = runner.run(prompt)
+        result = runner.run_prompt(prompt)
         frames = _frames_of(result, prompt)
         runs.append(dict(meta, name=name, frames=frames, seconds=time.time() - t0))
         log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} in {time.time() - t0:.1f}s")
@@ -485,9 +485,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     with open(stamp, "w") as f:
         f.write(version)
     log = Log(os.path.join(out, "demo_log.txt"))
-    from . import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(args.comfyui_root)
+    import_comfy(args.comfyui_root, cpu=None)
     timings: Dict[str, float] = {}
     cpu: Dict[str, float] = {}  # process CPU seconds per phase: comparable across machines and load
     t0, c0 = time.time(), time.process_time()

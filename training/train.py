@@ -76,9 +76,9 @@ def resolve_device(requested: str, info: DistInfo) -> torch.device:
 
 def load_base(cfg: TrainConfig, device: torch.device) -> BaseModels:
     """The SD1.5-family checkpoint through ComfyUI's own loader (CLIP and VAE included)."""
-    from . import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cfg.model.comfyui_root, cpu=device.type == "cpu")
+    import_comfy(cfg.model.comfyui_root, cpu=device.type == "cpu")
     import comfy.sd
 
     if not cfg.model.checkpoint or not os.path.isfile(cfg.model.checkpoint):

@@ -10,23 +10,16 @@ FRAMES frames, 1 step, so one run takes seconds on a CPU.
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
 
-from harness.workflow_convert import convert_workflow
 from tools import standins
-from tools.comfy_host import REPO_ROOT
+from tools.workflow_convert import convert_workflow, find_node, load_workflow  # noqa: F401  (load_workflow: e2e)
 
 FRAMES, SIZE = 8, 64
-WORKFLOWS_DIR = REPO_ROOT / "example_workflows"
 DEPTH_FOLDER = "depth_frames"  # what depth_guided_animation.json's Load Frames reads (relative to input/)
 INPUT_CLIP = "animatediff_input.mp4"  # what vid2vid_sd15_v2.json's Load Frames reads
-
-
-def load_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS_DIR / f"{name}.json").read_text())
 
 
 def install_standins(server) -> None:
@@ -105,7 +98,7 @@ def sized_prompt(workflow: dict, object_info: dict, prefix: str) -> dict:
 
 
 def save_node(prompt: dict) -> str:
-    return next(k for k, n in prompt.items() if n["class_type"] == "ADMK_SaveAnimation")
+    return find_node(prompt, "ADMK_SaveAnimation")
 
 
 def un_inflated(prompt: dict, prefix: str) -> dict:

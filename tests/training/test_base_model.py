@@ -10,9 +10,9 @@ from training import synthetic
 
 @pytest.fixture(scope="module")
 def comfy():
-    from training import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cpu=True)
+    import_comfy(cpu=True)
 
 
 def _frames(n=24, size=64, seed=0):

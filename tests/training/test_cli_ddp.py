@@ -19,9 +19,9 @@ CAPTIONS = ["", "a red circle moving left", "a red circle moving right", "a blue
 def small_checkpoint(tmp_path_factory, toy_videos):
     """A reduced SD1.5 checkpoint (one level, 18.7 M UNet, TAESD-layout VAE, no CLIP) plus precomputed
     768-d caption embeddings, so a training process starts in seconds."""
-    from training import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cpu=True)
+    import_comfy(cpu=True)
     from training.base_model import build_base, reduced_sd15_unet_config, save_checkpoint
     from training.train import TextCache
 

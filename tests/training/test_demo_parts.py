@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from training import demo_metrics, synthetic
-from training.comfy_run import bypass, find_node, ui_to_api
+from tools.workflow_convert import bypass, convert_workflow, find_node
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -76,13 +76,16 @@ INPUTS = {  # the widget layout of the node types the demo's workflows use (name
 }
 
 
+INFO = {kind: {"input": spec} for kind, spec in INPUTS.items()}  # as /object_info answers
+
+
 def _workflow(name):
     with open(os.path.join(REPO, "example_workflows", name)) as f:
         return json.load(f)
 
 
-def test_ui_to_api_names_widgets_and_follows_links():
-    prompt = ui_to_api(_workflow("txt2anim_sd15_v2.json"), lambda t: INPUTS[t])
+def test_convert_workflow_names_widgets_and_follows_links():
+    prompt = convert_workflow(_workflow("txt2anim_sd15_v2.json"), INFO)
     assert "Note" not in {n["class_type"] for n in prompt.values()}
     sample = prompt[find_node(prompt, "ADMK_SampleAnimation")]["inputs"]
     # the editor stores seed, then its "control after generate" value, then steps
@@ -95,7 +98,7 @@ def test_ui_to_api_names_widgets_and_follows_links():
 
 
 def test_bypass_passes_the_input_through():
-    prompt = ui_to_api(_workflow("motionlora_zoomin_panleft.json"), lambda t: INPUTS[t])
+    prompt = convert_workflow(_workflow("motionlora_zoomin_panleft.json"), INFO)
     first, second = find_node(prompt, "ADMK_ApplyMotionLoRA", 0), find_node(prompt, "ADMK_ApplyMotionLoRA", 1)
     inflate = find_node(prompt, "ADMK_InflateModel")
     assert prompt[inflate]["inputs"]["motion_module"] == [second, 0]

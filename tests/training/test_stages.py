@@ -214,9 +214,9 @@ def test_adapter_stage_trains_spatial_lora_only(toy_videos, tmp_path):
 
 def test_official_sd15_names():
     """On the real SD1.5 layout (built on the meta device) our key names are exactly the official ones."""
-    from training import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cpu=True)
+    import_comfy(cpu=True)
     import comfy.supported_models
 
     from motion_core.motion_module import MotionModuleSet

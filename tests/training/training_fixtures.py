@@ -42,9 +42,9 @@ def decode_stub(latents: torch.Tensor) -> torch.Tensor:
 
 
 def make_tiny_base(seed=0, **kw):
-    from training import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cpu=True)
+    import_comfy(cpu=True)
     import comfy.model_patcher
     import comfy.supported_models
 
@@ -74,9 +74,9 @@ def pooled_stub(caption: str) -> torch.Tensor:
 
 def make_tiny_sdxl_base(seed=0):
     """ComfyUI's SDXL model class with a 32-channel UNet: exercises the pooled-text/size (`y`) conditioning."""
-    from training import host
+    from tools.comfy_host import import_comfy
 
-    host.import_comfy(cpu=True)
+    import_comfy(cpu=True)
     import comfy.model_patcher
     import comfy.supported_models
 
