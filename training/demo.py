@@ -146,7 +146,7 @@ def _frames_for_base(data: Dict[str, str], every: int):
 def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, device: torch.device,
                 log: Log) -> Dict[str, object]:
     from . import base_model as bm
-    from .diffusion import betas_for
+    from motion_core.schedules import betas_between
     from .train import TextCache
 
     path = os.path.join(cache, "models", "checkpoints", BASE_NAME)
@@ -182,7 +182,7 @@ def ensure_base(cache: str, data: Dict[str, str], plan: Plan, amp, device: torch
     cache_obj.save(emb_path)
     log(f"CLIP: {len(prompts)} prompts encoded in {time.time() - t1:.0f}s")
     # UNet: SD's schedule plus AnimateDiff's linear-beta one (see train_unet_on_frames)
-    linear = torch.cumprod(1 - betas_for("linear", 0.00085, 0.012, 1000), 0).float()
+    linear = torch.cumprod(1 - betas_between("linear", 0.00085, 0.012, 1000), 0).float()
     steps = max(1, int(plan.base_steps * plan.scale))
     stats["unet"] = bm.train_unet_on_frames(build.patcher, latents, captions, cache_obj.cache, steps=steps,
                                             batch=plan.base_batch, lr=5e-4, seed=0, log=log, extra_alphas=[linear],

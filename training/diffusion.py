@@ -6,22 +6,14 @@ sqrt((1 - abar_t) / abar_t)), i.e. the very object sampling will use, including 
 adapter installs. The UNet is called the way ComfyUI's `BaseModel._apply_model` calls it for an
 epsilon model: input `sqrt(abar) x0 + sqrt(1 - abar) eps` (= ComfyUI's `calculate_input`), integer timestep,
 CLIP context, and transformer_options carrying the patcher's patches and wrappers (that is how the injected
-motion layers get their frame count).
+motion layers get their frame count). The betas themselves come from motion_core.schedules, the same code
+Inflate Model's beta_schedule uses.
 """
 from __future__ import annotations
 
 from typing import Callable, Optional
 
 import torch
-
-
-def betas_for(schedule: str, start: float, end: float, steps: int) -> torch.Tensor:
-    """'linear' = linear in beta (AnimateDiff); 'scaled_linear' = linear in sqrt(beta) (SD). float64."""
-    if schedule == "linear":
-        return torch.linspace(start, end, steps, dtype=torch.float64)
-    if schedule == "scaled_linear":
-        return torch.linspace(start ** 0.5, end ** 0.5, steps, dtype=torch.float64) ** 2
-    raise ValueError(f"unknown beta schedule {schedule!r}: use 'linear' or 'scaled_linear'")
 
 
 def min_snr_weights(abar_t: torch.Tensor, gamma: float) -> torch.Tensor:

@@ -48,7 +48,7 @@ def _model_sampling(patcher, schedule_cfg):
     """A discrete epsilon schedule with the configured betas (what the motion adapter's schedules produce)."""
     import comfy.model_sampling
 
-    from .diffusion import betas_for
+    from motion_core.schedules import betas_between
 
     current = patcher.get_model_object("model_sampling")
     if not isinstance(current, comfy.model_sampling.ModelSamplingDiscrete):
@@ -59,9 +59,10 @@ def _model_sampling(patcher, schedule_cfg):
         pass
 
     sampling = TrainingModelSampling(patcher.model.model_config)
-    betas = betas_for(schedule_cfg.beta_schedule, schedule_cfg.beta_start, schedule_cfg.beta_end,
-                      schedule_cfg.num_train_timesteps)
-    sampling._register_schedule(given_betas=betas.float(), linear_start=schedule_cfg.beta_start,
+    betas = betas_between(schedule_cfg.beta_schedule, schedule_cfg.beta_start, schedule_cfg.beta_end,
+                          schedule_cfg.num_train_timesteps)
+    # float64 betas, as Inflate Model registers them: the noise levels trained on are the ones sampled with.
+    sampling._register_schedule(given_betas=betas, linear_start=schedule_cfg.beta_start,
                                 linear_end=schedule_cfg.beta_end)
     return sampling
 

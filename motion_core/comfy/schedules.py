@@ -54,7 +54,7 @@ def model_sampling_for(model_patcher, schedule: str):
     class AnimateDiffModelSampling(base, prediction):
         pass
 
-    kind, start, end, _ = SCHEDULES[schedule]
+    _kind, start, end, _ = SCHEDULES[schedule]
     sampling = AnimateDiffModelSampling(model_patcher.model.model_config)
     sampling._register_schedule(given_betas=betas(schedule), linear_start=start, linear_end=end,
                                 zsnr=getattr(current, "zsnr", False))

@@ -99,6 +99,24 @@ def test_motion_stage_trains_only_the_motion_module(toy_videos, tmp_path):
     assert [r["step"] for r in rows] == [1, 2, 3]
 
 
+@pytest.mark.parametrize("kind, end, inflate_name", [("linear", 0.012, "animatediff_linear"),
+                                                     ("scaled_linear", 0.020, "sdxl")])
+def test_training_noises_with_the_schedule_inflate_model_samples_with(kind, end, inflate_name):
+    """One beta schedule: the training config's name means what Inflate Model's beta_schedule means."""
+    base = make_tiny_base()
+    from motion_core.comfy import model_sampling_for  # after make_tiny_base: it imports ComfyUI
+    from training.stages import _model_sampling
+
+    cfg = tconfig.load_config(None, [f"schedule.beta_schedule={kind}", f"schedule.beta_end={end}"])
+    trained = _model_sampling(base.patcher, cfg.schedule).sigmas
+    sampled = model_sampling_for(base.patcher, inflate_name).sigmas
+    assert torch.equal(trained, sampled)  # bit for bit (float64 betas in both; float32 ones drift 1e-5 at t=922)
+    # linear in beta: beta_500 = 0.00085 + 500 * 0.01115 / 999; abar from ComfyUI's sigma = sqrt((1 - abar) / abar)
+    if kind == "linear":
+        abar = 1 / (1 + trained.double() ** 2)
+        assert (1 - abar[500] / abar[499]).item() == pytest.approx(0.00643058058058058, rel=1e-5)
+
+
 def test_new_motion_module_starts_as_the_image_model(toy_videos):
     """Zero-initialised proj_out: the inflated UNet computes exactly what the base UNet computes."""
     from training.diffusion import predict_eps
