@@ -17,6 +17,7 @@ import folder_paths
 from comfy.cli_args import args
 from comfy_api.v0_0_2 import io, ui
 
+from ..motion_core.gif import write_gif
 from .common import CATEGORY
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,7 @@ def workflow_metadata(prompt, extra_pnginfo) -> dict:
 
 
 def save_gif(path: str, frames, fps: float, loop: int, meta: dict) -> None:
-    pil = [Image.fromarray(f) for f in frames]
-    options = {"save_all": True, "append_images": pil[1:], "duration": max(1, round(1000.0 / fps)),
-               "loop": loop, "disposal": 1, "optimize": False}
-    if meta:
-        options["comment"] = json.dumps(meta).encode("utf-8")
-    pil[0].save(path, format="GIF", **options)
+    write_gif(path, frames, fps, loop, comment=json.dumps(meta).encode("utf-8") if meta else None)
 
 
 def save_webp(path: str, frames, fps: float, loop: int, meta: dict) -> None:

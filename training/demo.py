@@ -395,11 +395,10 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
 def _write_animation(frames: np.ndarray, stem: str) -> None:
     """GIF (PIL) and MP4 (H.264 through PyAV, what ComfyUI's video nodes use) of uint8 frames, upscaled x4 with
     nearest neighbour so 64 px frames are visible."""
-    from PIL import Image
+    from motion_core.gif import write_gif
 
     big = frames.repeat(4, axis=1).repeat(4, axis=2)
-    images = [Image.fromarray(f) for f in big]
-    images[0].save(stem + ".gif", save_all=True, append_images=images[1:], duration=125, loop=0)
+    write_gif(stem + ".gif", big, fps=8)
     try:
         import av
 

@@ -526,11 +526,9 @@ class Trainer:
 
 def save_gif(video: torch.Tensor, path: str, fps: int = 8) -> None:
     """[F, 3, H, W] in [0, 1] -> looping GIF."""
-    from PIL import Image
+    from motion_core.gif import write_gif
 
-    frames = (video.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    write_gif(path, (video.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8), fps)
 
 
 # --- CLI -------------------------------------------------------------------------------------------------------
