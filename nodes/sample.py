@@ -1,12 +1,11 @@
 """Sample Animation: denoise a batch of latents as the frames of one clip with an inflated MODEL.
 
 The sampling itself is ComfyUI's (comfy.sample + latent_preview), so progress, live previews, cancellation and
-every sampler/scheduler behave exactly as in KSampler; this node adds the frame latents, video-to-video input,
-context windows and the frame-limit check before the first step.
+every sampler/scheduler behave exactly as in KSampler; this node adds the frame latents, video-to-video input
+and context windows. The checks before the first step (frame limit, per-frame inputs) are the adapter's, run by
+its pre-sampling wrapper (motion_core.comfy.checks), so they hold for core samplers too.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import torch
 
@@ -38,25 +37,6 @@ def initial_latent(model, frames: int, width: int, height: int, latent=None, ima
     samples = torch.zeros([frames, channels, height // 8, width // 8],
                           device=comfy.model_management.intermediate_device())
     return {"samples": samples}
-
-
-def with_context(model, context_options):
-    """A clone of `model` that evaluates the clip in windows; the frame check then uses these options."""
-    from ..motion_core.comfy import install_context_windows
-
-    attachment = comfy_adapter.motion_attachment(model)
-    patched = model.clone()
-    install_context_windows(patched, context_options,
-                            max_frames=attachment.max_frames if attachment is not None else None)
-    if attachment is not None:
-        patched.set_attachments(comfy_adapter.KEY, dataclasses.replace(attachment, context_options=context_options))
-    return patched
-
-
-def check_conditioning(name: str, conditioning, frames: int) -> None:
-    """The adapter's per-frame conditioning check on a raw CONDITIONING list (before any work is done)."""
-    comfy_adapter.check_conditioning_rows(
-        name, [entry[0] for entry in conditioning or () if isinstance(entry, (list, tuple)) and entry], frames)
 
 
 def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,
@@ -127,12 +107,9 @@ class SampleAnimation(io.ComfyNode):
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
                 context_options=None) -> io.NodeOutput:
         start = initial_latent(model, frames, width, height, latent, image, vae)
-        for name, conditioning in (("positive", positive), ("negative", negative)):
-            check_conditioning(name, conditioning, start["samples"].shape[0])
-        if context_options is not None:
-            model = with_context(model, context_options)
-        # Before any step: an impossible frame count fails now, not after minutes of sampling.
-        comfy_adapter.check_frames(model, start["samples"].shape[0], context_options)
+        # Windows given here replace Inflate Model's; an impossible frame count or a per-frame input of another
+        # length then fails in the adapter's pre-sampling check, before the first step.
+        model = comfy_adapter.sampling_model(model, context_options)
         return io.NodeOutput(sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name,
                                            scheduler, denoise))
 

@@ -12,14 +12,15 @@ what it does:
 - attachment.py      `MotionAttachment`: what an inflated MODEL carries for the sampling nodes
 - checks.py          checks before the first step (frame limit, per-frame conditioning, core context windows)
 - windows.py         context windows as a `calc_cond_batch` wrapper
-- inflate.py         `inflate()`, which wires all of the above onto a clone
+- inflate.py         `inflate()`, which wires all of the above onto a clone; `sampling_model()` (what Sample
+                     Animation samples) and `attach_context_windows()`, the one way windows get onto a model
 
 Everything else in motion_core is ComfyUI-free (tests/unit/test_package_import.py checks it).
 """
 from .attachment import KEY, MotionAttachment, motion_attachment
 from .checks import (CORE_CONTEXT_HANDLER, check_conditioning_rows, check_frames,
                      refuse_core_context_windows)
-from .inflate import inflate
+from .inflate import attach_context_windows, inflate, sampling_model
 from .injection import FRAMES_KEY, MotionLayer, frames_per_cond
 from .placement import MotionSlot, match_slots, model_base, unet_slots
 from .schedules import BETA_SCHEDULE_HELP, BETA_SCHEDULES, model_sampling_for, resolve_beta_schedule
@@ -27,7 +28,8 @@ from .windows import WINDOW_INFO_KEY, WindowInfo, install_context_windows
 
 __all__ = [
     "KEY", "MotionAttachment", "motion_attachment", "CORE_CONTEXT_HANDLER", "check_conditioning_rows",
-    "check_frames", "refuse_core_context_windows", "inflate", "FRAMES_KEY", "MotionLayer", "frames_per_cond",
+    "check_frames", "refuse_core_context_windows", "attach_context_windows", "inflate", "sampling_model",
+    "FRAMES_KEY", "MotionLayer", "frames_per_cond",
     "MotionSlot", "match_slots", "model_base", "unet_slots", "BETA_SCHEDULE_HELP", "BETA_SCHEDULES",
     "model_sampling_for", "resolve_beta_schedule", "WINDOW_INFO_KEY", "WindowInfo", "install_context_windows",
 ]

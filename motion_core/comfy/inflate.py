@@ -1,5 +1,8 @@
-"""`inflate`: the one entry point that turns a ModelPatcher into an animating clone."""
+"""`inflate`: the one entry point that turns a ModelPatcher into an animating clone; `sampling_model`: the MODEL
+Sample Animation samples; `attach_context_windows`: the one way context windows get onto a model (both use it)."""
 from __future__ import annotations
+
+import dataclasses
 
 import comfy.patcher_extension
 
@@ -36,11 +39,6 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
     pairs = match_slots(model_patcher, motion_module)
     schedule = resolve_beta_schedule(beta_schedule, motion_module)
     info = motion_module.info
-    if context_options is not None:
-        try:
-            check_context_fits(info.max_frames, context_options, module_name=f"the {info.version} motion module")
-        except ValueError as exc:
-            raise MotionFormatError(str(exc)) from None
 
     patched = model_patcher.clone()
     state = _RunState()
@@ -50,7 +48,7 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
     patched.set_model_forward_timestep_embed_patch((MotionLayer, _motion_layer_handler))
     if injection.frame_norms:
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_tracker(state))
-    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check_wrapper)
+    _add_pre_sampling_checks(patched)
     patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, KEY, _eject_after_run)
     patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, KEY,
                                   lambda _patcher, _unpatch_all: injection.weights.drop_accelerator_copies())
@@ -68,9 +66,43 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
                 f"The domain adapter does not fit this UNet: {len(missing)} of its {len(patches)} weights have no "
                 f"match (first: {missing[0]}). The v3 adapter (v3_sd15_adapter.ckpt) is for SD1.5 checkpoints.")
 
-    if context_options is not None:
-        install_context_windows(patched, context_options, max_frames=info.max_frames)
-
     patched.set_attachments(KEY, MotionAttachment(info=info, strength=float(motion_strength), beta_schedule=schedule,
-                                                  context_options=context_options, slots=pairs))
+                                                  slots=pairs))
+    if context_options is not None:
+        attach_context_windows(patched, context_options)
+    return patched
+
+
+def _add_pre_sampling_checks(patched) -> None:
+    # OUTER_SAMPLE runs before the first step of any sampler node; replaced, never stacked, on a re-prepared clone.
+    patched.remove_wrappers_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY)
+    patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.OUTER_SAMPLE, KEY, _frame_check_wrapper)
+
+
+def attach_context_windows(patched, context_options) -> None:
+    """Sample `patched` (a clone the caller owns) in the windows of `context_options`, replacing any it had.
+
+    On an inflated model the windows must fit the motion module (MotionFormatError otherwise) and its
+    MotionAttachment is replaced by one that records them, which the frame checks read; a plain model gets the
+    windows alone (each window is then an independent batch).
+    """
+    attachment = motion_attachment(patched)
+    max_frames = attachment.max_frames if attachment is not None else None
+    if attachment is not None:
+        try:
+            check_context_fits(max_frames, context_options, module_name=f"the {attachment.info.version} motion module")
+        except ValueError as exc:
+            raise MotionFormatError(str(exc)) from None
+    install_context_windows(patched, context_options, max_frames=max_frames)
+    if attachment is not None:
+        patched.set_attachments(KEY, dataclasses.replace(attachment, context_options=context_options))
+
+
+def sampling_model(model_patcher, context_options=None):
+    """The clone Sample Animation samples: the pre-sampling checks (frame limit, per-frame inputs; an un-inflated
+    MODEL gets them too) and, when given, `context_options` windows that replace the ones from Inflate Model."""
+    patched = model_patcher.clone()
+    _add_pre_sampling_checks(patched)
+    if context_options is not None:
+        attach_context_windows(patched, context_options)
     return patched

@@ -60,12 +60,11 @@ class MotionLayer(nn.Module):
     alone and no frame count).
     """
 
-    def __init__(self, name: str, module: nn.Module, strength: float, state: _RunState):
+    def __init__(self, name: str, module: nn.Module, strength: float):
         super().__init__()
         self.name = name
         self.module = module  # the (cast) TemporalModule; registered so hooks and .parameters() see it
         self.strength = float(strength)
-        self.state = state
 
     def forward(self, x: torch.Tensor, transformer_options: Optional[dict] = None) -> torch.Tensor:
         if self.strength == 0.0:
@@ -149,7 +148,7 @@ class _MotionInjection:
         # Insert from the back of each block so earlier positions stay valid.
         for name, slot in sorted(self.pairs, key=lambda p: -p[1].position):
             container = unet.middle_block if slot.block == "middle_block" else getattr(unet, slot.block)[slot.block_index]
-            layer = MotionLayer(name, module_set.get_submodule(name), self.strength, self.state)
+            layer = MotionLayer(name, module_set.get_submodule(name), self.strength)
             container.insert(slot.position, layer)
             self.inserted.append((container, layer))
         if self.frame_norms:

@@ -454,6 +454,31 @@ def test_context_windows_from_inflate_let_long_clips_sample(patcher):
     assert seen and max(seen) == 8  # never more frames per pass than the module can see
 
 
+def test_sample_animation_windows_attach_through_the_adapter_and_leave_the_input_alone(patcher):
+    from motion_core.comfy import sampling_model
+    from motion_core.comfy.windows import CALC_COND_BATCH, WRAPPER_KEY
+
+    short = tiny_motion_module(pe_len=8)
+    from_inflate, from_sampler = ContextOptions(length=8, overlap=4), ContextOptions(length=6, overlap=2)
+    inflated = inflate(patcher, short, beta_schedule="sd_default", context_options=from_inflate)
+    attachment = comfy_adapter.motion_attachment(inflated)
+    assert attachment.context_options is from_inflate
+    windowed = sampling_model(inflated, from_sampler)
+    assert windowed is not inflated
+    assert comfy_adapter.motion_attachment(windowed).context_options is from_sampler  # replaces Inflate Model's
+    assert comfy_adapter.motion_attachment(inflated) is attachment and attachment.context_options is from_inflate
+    assert [w.options for w in windowed.get_wrappers(CALC_COND_BATCH, WRAPPER_KEY)] == [from_sampler]
+    assert [w.options for w in inflated.get_wrappers(CALC_COND_BATCH, WRAPPER_KEY)] == [from_inflate]
+    checks = comfy.patcher_extension.WrappersMP.OUTER_SAMPLE
+    assert len(windowed.get_wrappers(checks, comfy_adapter.KEY)) == 1  # the pre-sampling check, not stacked
+    with pytest.raises(MotionFormatError, match="context_length 12"):
+        sampling_model(inflated, ContextOptions(length=12, overlap=2))
+    # an un-inflated MODEL gets the windows and the checks, and no attachment
+    plain = sampling_model(patcher, from_sampler)
+    assert comfy_adapter.motion_attachment(plain) is None and len(plain.get_wrappers(checks, comfy_adapter.KEY)) == 1
+    assert run(plain, frames=10, steps=1).shape[0] == 10
+
+
 def test_inflating_twice_is_refused(patcher, motion):
     with pytest.raises(MotionFormatError, match="already has a motion module"):
         inflate(inflate(patcher, motion), motion)

@@ -169,6 +169,20 @@ def test_prompt_schedule_for_another_frame_count_is_refused_before_sampling(comf
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
 
+def test_sample_animation_on_an_un_inflated_model_also_refuses_a_mismatched_schedule(comfy, files):
+    prompt = base_prompt(files, frames=6, prefix="admk_travel_plain")
+    prompt["4"] = {"class_type": "ADMK_PromptTravel", "inputs": {
+        "clip": ["1", 1], "schedule": '0: "a calm sea"\n3: "a stormy sea"', "frames": 4, "pre_text": "",
+        "post_text": "", "interpolation": "linear"}}
+    prompt["20"]["inputs"].update(positive=["4", 0], model=["1", 0])  # the checkpoint's MODEL, no motion module
+    with pytest.raises(comfy.PromptExecutionError) as err:
+        comfy.run_prompt(prompt)
+    assert err.value.node_type == "ADMK_SampleAnimation"
+    assert "positive conditioning has 4 rows" in str(err.value.original)
+    progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
+    assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
+
+
 def test_core_ksampler_on_an_inflated_model_also_refuses_a_mismatched_schedule(comfy, files):
     prompt = base_prompt(files, frames=6, prefix="admk_travel_ksampler")
     for node in ("20", "30", "40"):
@@ -190,7 +204,11 @@ def test_core_ksampler_on_an_inflated_model_also_refuses_a_mismatched_schedule(c
 
 
 def test_conditioning_rows_must_be_one_or_one_per_frame(comfy_pack):
-    check = pack_module(comfy_pack, "sample").check_conditioning
+    adapter = sys.modules[f"{comfy_pack.__name__}.motion_core.comfy"]
+
+    def check(name, conditioning, frames):  # the pre-sampling wrapper's check, on a CONDITIONING's tensors
+        adapter.check_conditioning_rows(name, [entry[0] for entry in conditioning], frames)
+
     shared, per_frame = [[torch.zeros(1, 77, 8), {}]], [[torch.zeros(6, 77, 8), {"pooled_output": torch.zeros(6, 8)}]]
     check("positive", shared + per_frame, 6)  # one prompt for all frames, one row per frame: both fine
     check("negative", [], 6)
