@@ -2,8 +2,10 @@
 
 Official MotionLoRA files use the processor naming
 `<block>.motion_modules.<j>.temporal_transformer.transformer_blocks.0.attention_blocks.<a>.processor.to_{q,k,v,out}_lora.{down,up}.weight`
-with no alpha/rank scaling; several compose linearly. diffusers/PEFT-style files (`attn1.to_q.lora_A.weight`,
-optional `.alpha`) are read too, with the usual alpha/rank scale. The v3 domain adapter is the same processor LoRA
+with no alpha/rank scaling; several compose linearly. The other layouts found in the wild are read to the same
+deltas: the output of diffusers' `convert_animatediff_motion_lora_to_diffusers.py` (`unet.` prefix, `attn1/attn2`,
+no `temporal_transformer.`), PEFT/kohya-style `lora_A/lora_B` or `lora_down/lora_up` pairs with an optional
+`.alpha` (scale alpha/rank), and `base_model.model.` prefixes. The v3 domain adapter is the same processor LoRA
 on every *spatial* attention of the image UNet.
 """
 from __future__ import annotations
@@ -53,13 +55,22 @@ class LowRankDeltas:
         return (up.float() @ down.float()) * scale
 
 
-def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
-    sd = {}
+def _strip_prefixes(state_dict: dict) -> dict:
+    """Drop the wrappers' prefixes (`base_model.model.`, `unet.`, in any order) so the block names come first."""
+    out = {}
     for k, v in state_dict.items():
-        for p in _PREFIXES:
-            if k.startswith(p):
-                k = k[len(p):]
-        sd[k] = v
+        stripped = True
+        while stripped:
+            stripped = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k, stripped = k[len(p):], True
+        out[k] = v
+    return out
+
+
+def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
+    sd = _strip_prefixes(state_dict)
     pairs: Dict[str, dict] = {}
     alphas: Dict[str, float] = {}
     for key, value in sd.items():
@@ -152,6 +163,9 @@ class FitReport:
 def load_motion_lora(source: Source, name: Optional[str] = None) -> MotionLoRA:
     sd = read_state_dict_of_kind(source, detect.MOTION_LORA, "a MotionLoRA")
     name = name or source_name(source).strip("'")
+    # Prefixes first: diffusers' conversion script writes `unet.down_blocks...`, which the block renaming below
+    # only recognises without the prefix (otherwise the LoRA loads but matches none of the module's weights).
+    sd = _strip_prefixes(sd)
     # diffusers/hotshot module naming -> original, keeping the LoRA suffixes intact
     sd = hotshot_to_original(diffusers_to_original(sd)) if not any(".temporal_transformer." in k for k in sd) else sd
     return MotionLoRA(_parse_lora(sd, f"'{name}'"), name=name)
