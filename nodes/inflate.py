@@ -49,8 +49,10 @@ class InflateModel(io.ComfyNode):
                                tooltip="Strength of the domain adapter (0 disables it; lower values such as 0.5 keep "
                                        "more of the checkpoint's own style)."),
                 io.Float.Input("motion_strength", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="Scales what the temporal layers add (0 = the plain image model, 1 = as "
-                                       "trained)."),
+                               tooltip="Scales only what the temporal layers add to each frame (1 = as trained). "
+                                       "0 = the un-inflated image model under the beta_schedule chosen below (v1's "
+                                       "across-frame GroupNorm is off too); the domain adapter has its own "
+                                       "adapter_scale."),
                 io.Combo.Input("beta_schedule", options=list(comfy_adapter.BETA_SCHEDULES), default="auto",
                                tooltip="Noise schedule for sampling. " + "; ".join(
                                    f"{k}: {v}" for k, v in comfy_adapter.BETA_SCHEDULE_HELP.items()) + "."),
