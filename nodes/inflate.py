@@ -1,9 +1,10 @@
 """Inflate Model: MODEL + ADMK_MOTION_MODULE -> a MODEL that animates (a patched clone; the input MODEL is unchanged)."""
 from __future__ import annotations
 
-from comfy_api.v0_0_2 import io
+from comfy_api.v0_0_2 import io, ui
 
 from .. import motion_core
+from ..motion_core import guardrails
 from ..motion_core import comfy as comfy_adapter
 from .common import CATEGORY, MOTION_MODELS, ContextOptions, MotionModule, file_list, full_path
 
@@ -72,7 +73,19 @@ class InflateModel(io.ComfyNode):
         inflated = comfy_adapter.inflate(model, motion_module, adapter=adapter, adapter_scale=adapter_scale,
                                          motion_strength=motion_strength, beta_schedule=beta_schedule,
                                          context_options=context_options)
-        return io.NodeOutput(inflated)
+        return io.NodeOutput(inflated, ui=ui.PreviewText(inflate_note(inflated, motion_strength, context_options)))
+
+
+def inflate_note(inflated, motion_strength: float, context_options=None) -> str:
+    """What the node shows: the module and schedule in use, and the guardrail warnings that apply."""
+    attachment = comfy_adapter.motion_attachment(inflated)
+    info = attachment.info
+    lines = [f"{info.version} motion module ({info.base}), beta schedule {attachment.beta_schedule}, "
+             f"motion_strength {motion_strength:g}"]
+    lines.append(guardrails.schedule_mismatch(info, attachment.beta_schedule))
+    if context_options is not None:
+        lines.append(guardrails.few_frames(info, context_options.length, context_options.length))
+    return "\n".join(line for line in lines if line)
 
 
 NODES = [InflateModel]

@@ -15,9 +15,10 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
-from comfy_api.v0_0_2 import io
+from comfy_api.v0_0_2 import io, ui
 
 from ..motion_core import comfy as comfy_adapter
+from ..motion_core import guardrails
 from .common import CATEGORY, ContextOptions
 
 MAX_SIZE = 8192
@@ -133,8 +134,12 @@ class SampleAnimation(io.ComfyNode):
             model = with_context(model, context_options)
         # Before any step: an impossible frame count fails now, not after minutes of sampling.
         comfy_adapter.check_frames(model, start["samples"].shape[0], context_options)
-        return io.NodeOutput(sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name,
-                                           scheduler, denoise))
+        samples = sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name, scheduler, denoise)
+        attachment = comfy_adapter.motion_attachment(model)
+        context = context_options or (attachment.context_options if attachment else None)
+        warning = attachment and guardrails.few_frames(attachment.info, start["samples"].shape[0],
+                                                       context.length if context else None)
+        return io.NodeOutput(samples, ui=ui.PreviewText(warning) if warning else None)
 
 
 NODES = [SampleAnimation]

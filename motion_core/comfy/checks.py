@@ -1,14 +1,18 @@
 """Checks that run before the first sampling step (from the nodes and from the OUTER_SAMPLE wrapper)."""
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 import torch
 
 from ..context import check_context_fits
 from ..errors import MotionFormatError
+from ..guardrails import few_frames
 from .attachment import motion_attachment
 
+
+log = logging.getLogger(__name__)
 
 CORE_CONTEXT_HANDLER = "context_handler"  # model_options key of core's "Context Windows (Manual)" node
 
@@ -128,4 +132,10 @@ def _frame_check_wrapper(executor, noise, *args, **kwargs):
     check_frames(guider.model_patcher, frames, model_options=guider.model_options)
     denoise_mask = args[3] if len(args) > 3 else kwargs.get("denoise_mask")
     check_per_frame_inputs(getattr(guider, "conds", None), frames, denoise_mask)
+    attachment = motion_attachment(guider.model_patcher)
+    if attachment is not None:  # Sample Animation shows it on the node; core KSampler users get it in the log
+        context = attachment.context_options
+        warning = few_frames(attachment.info, frames, context.length if context else None)
+        if warning:
+            log.warning("AnimateDiff MotionKit: %s", warning)
     return executor(noise, *args, **kwargs)
