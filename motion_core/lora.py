@@ -89,6 +89,11 @@ def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, to
             alphas[_target(*m.groups())] = float(value.float().item())
     if not pairs:
         raise MotionFormatError(f"{name} holds no LoRA weights (no '..._lora.down/up' or 'lora_A/B' keys).")
+    # One float64 sum per tensor finds NaN/inf (they propagate): a corrupt file would turn every frame to NaN.
+    bad = [t for t, pair in pairs.items() for v in pair.values() if not torch.isfinite(v.sum(dtype=torch.float64))]
+    if bad:
+        raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in the LoRA for '{bad[0]}'): the file is "
+                                "corrupt. Download it again.")
     out = {}
     for target, pair in pairs.items():
         if set(pair) != {"up", "down"}:

@@ -34,7 +34,8 @@ def initial_latent(model, frames: int, width: int, height: int, latent=None, ima
                              "frames can be encoded (or connect a LATENT instead).")
         return {"samples": vae.encode(image[:, :, :, :3])}
     if width % 8 or height % 8:
-        raise ValueError(f"width and height must be multiples of 8 (got {width}x{height}).")
+        raise ValueError(f"width and height must be multiples of 8 (got {width}x{height}): set them to e.g. "
+                         f"{max(8, width // 8 * 8)}x{max(8, height // 8 * 8)}.")
     channels = model.get_model_object("latent_format").latent_channels
     samples = torch.zeros([frames, channels, height // 8, width // 8],
                           device=comfy.model_management.intermediate_device())
