@@ -41,6 +41,14 @@ LAYOUTS = {
         f"base_model.model.unet.{T}.attention_blocks.0.to_q.lora_down.weight": f"{T}.attention_blocks.0.to_q.weight",
         f"base_model.model.unet.{T}.attention_blocks.1.to_out.0.lora_up.weight": f"{T}.attention_blocks.1.to_out.0.weight",
     },
+    # kohya's flattened names (lora_unet_ + path with underscores), authors' module names
+    "kohya_flat": {
+        "lora_unet_down_blocks_1_motion_modules_0_temporal_transformer_transformer_blocks_0_attention_blocks_0_to_q"
+        ".lora_down.weight": f"{T}.attention_blocks.0.to_q.weight",
+        "lora_unet_mid_block_motion_modules_0_temporal_transformer_transformer_blocks_0_attention_blocks_1_to_out_0"
+        ".lora_up.weight":
+            "mid_block.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_out.0.weight",
+    },
 }
 
 
@@ -65,8 +73,17 @@ def _as_kohya_dotted(k):
     return "base_model.model.unet." + k
 
 
+def _as_kohya_flat(k):
+    k = _as_kohya_dotted(k)[len("base_model.model.unet."):]
+    path, _, suffix = k.partition(".lora_")
+    if not suffix:
+        path, _, suffix = k.rpartition(".")
+        return "lora_unet_" + path.replace(".", "_") + "." + suffix
+    return "lora_unet_" + path.replace(".", "_") + ".lora_" + suffix
+
+
 SPELL = {"authors": lambda k: k, "diffusers_script": _as_diffusers_script, "peft": _as_peft,
-         "kohya_dotted": _as_kohya_dotted}
+         "kohya_dotted": _as_kohya_dotted, "kohya_flat": _as_kohya_flat}
 RANK, ALPHA = 64, 16.0
 
 
@@ -85,7 +102,7 @@ def _authors_lora(seed=4):
 
 def _in_layout(layout, sd):
     out = {SPELL[layout](k): v for k, v in sd.items()}
-    if layout in ("peft", "kohya_dotted"):  # alpha = rank/4: these layouts' deltas are scaled by alpha/rank,
+    if layout in ("peft", "kohya_dotted", "kohya_flat"):  # alpha = rank/4: these layouts' deltas are scaled by alpha/rank,
         for k in list(out):                   # so the pairs are stored pre-scaled by rank/alpha to merge the same
             if k.endswith(("lora_B.weight", "lora_up.weight")):
                 out[k] = out[k] * (RANK / ALPHA)
