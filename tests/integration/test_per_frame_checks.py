@@ -32,20 +32,26 @@ FRAMES = 6
 
 
 @pytest.fixture(scope="module")
-def unet():
-    return tiny_unet(CTX, seed=0)
-
-
-@pytest.fixture(scope="module")
-def controlnet():
-    return tiny_controlnet(CTX, seed=1)
-
-
-@pytest.fixture(scope="module")
-def motion():
-    mm = MotionModuleSet([[32]], [[32, 32]], 32, 32, "per_frame")  # fits the one-level tiny UNet
+def tiny():
+    """The one-level tiny UNet, its ControlNet and a v2-like motion module that fits the UNet."""
+    mm = MotionModuleSet([[32]], [[32, 32]], 32, 32, "per_frame")
     fill_seeded(mm, 2)
-    return build_from_state_dict(mm.state_dict())
+    return tiny_unet(CTX, seed=0), tiny_controlnet(CTX, seed=1), build_from_state_dict(mm.state_dict())
+
+
+@pytest.fixture(scope="module")
+def unet(tiny):
+    return tiny[0]
+
+
+@pytest.fixture(scope="module")
+def controlnet(tiny):
+    return tiny[1]
+
+
+@pytest.fixture(scope="module")
+def motion(tiny):
+    return tiny[2]
 
 
 def conds(pos_extra=None, rows=1):
