@@ -33,7 +33,8 @@ def classify(keys) -> str:
     if any(k.startswith(("model.diffusion_model.", "diffusion_model.")) for k in keys):
         return SD_CHECKPOINT
     if any(k.startswith(("lora_unet_", "lora_te_")) for k in keys):
-        return IMAGE_LORA
+        # kohya's flattened names: a MotionLoRA when they name motion modules, an image LoRA otherwise
+        return MOTION_LORA if has("_motion_modules_") else IMAGE_LORA
     lora_like = has("_lora.") or has(".lora_A.") or has(".lora_B.") or has("lora_down") or has("lora_up")
     temporal = has("motion_modules") or has("temporal_attentions")
     if lora_like and temporal:

@@ -2,8 +2,11 @@
 
 Official MotionLoRA files use the processor naming
 `<block>.motion_modules.<j>.temporal_transformer.transformer_blocks.0.attention_blocks.<a>.processor.to_{q,k,v,out}_lora.{down,up}.weight`
-with no alpha/rank scaling; several compose linearly. diffusers/PEFT-style files (`attn1.to_q.lora_A.weight`,
-optional `.alpha`) are read too, with the usual alpha/rank scale. The v3 domain adapter is the same processor LoRA
+with no alpha/rank scaling; several compose linearly. The other layouts found in the wild are read to the same
+deltas: the output of diffusers' `convert_animatediff_motion_lora_to_diffusers.py` (`unet.` prefix, `attn1/attn2`,
+no `temporal_transformer.`), PEFT/kohya-style `lora_A/lora_B` or `lora_down/lora_up` pairs with an optional
+`.alpha` (scale alpha/rank), kohya's flattened `lora_unet_..._motion_modules_...` names, and `base_model.model.`
+prefixes. The v3 domain adapter is the same processor LoRA
 on every *spatial* attention of the image UNet.
 """
 from __future__ import annotations
@@ -26,6 +29,23 @@ _PROCESSOR = re.compile(r"^(.*)\.processor\.(to_q|to_k|to_v|to_out)_lora\.(down|
 _PEFT = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0|to_out)\.(lora_A|lora_B|lora_down|lora_up)\.weight$")
 _ALPHA = re.compile(r"^(.*)\.(to_q|to_k|to_v|to_out\.0|to_out)\.alpha$")
 _PREFIXES = ("base_model.model.", "unet.")
+# kohya's flattened names (`lora_unet_<path with _ for .>.lora_down.weight`), on the authors' or diffusers' module
+# names; the underscores are put back only in this one known structure, so no other name can be misread.
+_KOHYA = re.compile(r"^lora_unet_((?:down|up)_blocks_\d+|mid_block)_motion_modules_(\d+)_(temporal_transformer_)?"
+                    r"transformer_blocks_(\d+)_(attention_blocks_\d+|attn[12])_(to_q|to_k|to_v|to_out_0|to_out)"
+                    r"\.(lora_down\.weight|lora_up\.weight|alpha)$")
+
+
+def _unflatten_kohya(key: str) -> str:
+    m = _KOHYA.match(key)
+    if not m:
+        return key
+    block, j, temporal, t, attention, proj, suffix = m.groups()
+    block = re.sub(r"_(\d+)$", r".\1", block)
+    attention = re.sub(r"_(\d+)$", r".\1", attention)
+    proj = "to_out.0" if proj.startswith("to_out") else proj
+    return (f"{block}.motion_modules.{j}.{'temporal_transformer.' if temporal else ''}transformer_blocks.{t}."
+            f"{attention}.{proj}.{suffix}")
 
 
 def _target(module_path: str, proj: str) -> str:
@@ -53,13 +73,22 @@ class LowRankDeltas:
         return (up.float() @ down.float()) * scale
 
 
-def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
-    sd = {}
+def _strip_prefixes(state_dict: dict) -> dict:
+    """Drop the wrappers' prefixes (`base_model.model.`, `unet.`, in any order) so the block names come first."""
+    out = {}
     for k, v in state_dict.items():
-        for p in _PREFIXES:
-            if k.startswith(p):
-                k = k[len(p):]
-        sd[k] = v
+        stripped = True
+        while stripped:
+            stripped = False
+            for p in _PREFIXES:
+                if k.startswith(p):
+                    k, stripped = k[len(p):], True
+        out[k] = v
+    return out
+
+
+def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, torch.Tensor, float]]:
+    sd = _strip_prefixes(state_dict)
     pairs: Dict[str, dict] = {}
     alphas: Dict[str, float] = {}
     for key, value in sd.items():
@@ -78,6 +107,11 @@ def _parse_lora(state_dict: dict, name: str) -> Dict[str, Tuple[torch.Tensor, to
             alphas[_target(*m.groups())] = float(value.float().item())
     if not pairs:
         raise MotionFormatError(f"{name} holds no LoRA weights (no '..._lora.down/up' or 'lora_A/B' keys).")
+    # One float64 sum per tensor finds NaN/inf (they propagate): a corrupt file would turn every frame to NaN.
+    bad = [t for t, pair in pairs.items() for v in pair.values() if not torch.isfinite(v.sum(dtype=torch.float64))]
+    if bad:
+        raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in the LoRA for '{bad[0]}'): the file is "
+                                "corrupt. Download it again.")
     out = {}
     for target, pair in pairs.items():
         if set(pair) != {"up", "down"}:
@@ -152,6 +186,9 @@ class FitReport:
 def load_motion_lora(source: Source, name: Optional[str] = None) -> MotionLoRA:
     sd = read_state_dict_of_kind(source, detect.MOTION_LORA, "a MotionLoRA")
     name = name or source_name(source).strip("'")
+    # Prefixes first: diffusers' conversion script writes `unet.down_blocks...`, which the block renaming below
+    # only recognises without the prefix (otherwise the LoRA loads but matches none of the module's weights).
+    sd = {_unflatten_kohya(k): v for k, v in _strip_prefixes(sd).items()}
     # diffusers/hotshot module naming -> original, keeping the LoRA suffixes intact
     sd = hotshot_to_original(diffusers_to_original(sd)) if not any(".temporal_transformer." in k for k in sd) else sd
     return MotionLoRA(_parse_lora(sd, f"'{name}'"), name=name)

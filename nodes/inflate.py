@@ -1,9 +1,10 @@
 """Inflate Model: MODEL + ADMK_MOTION_MODULE -> a MODEL that animates (a patched clone; the input MODEL is unchanged)."""
 from __future__ import annotations
 
-from comfy_api.v0_0_2 import io
+from comfy_api.v0_0_2 import io, ui
 
 from .. import motion_core
+from ..motion_core import guardrails
 from ..motion_core import comfy as comfy_adapter
 from .common import CATEGORY, MOTION_MODELS, ContextOptions, MotionModule, file_list, full_path
 
@@ -49,8 +50,10 @@ class InflateModel(io.ComfyNode):
                                tooltip="Strength of the domain adapter (0 disables it; lower values such as 0.5 keep "
                                        "more of the checkpoint's own style)."),
                 io.Float.Input("motion_strength", default=1.0, min=0.0, max=2.0, step=0.05,
-                               tooltip="Scales what the temporal layers add (0 = the plain image model, 1 = as "
-                                       "trained)."),
+                               tooltip="Scales only what the temporal layers add to each frame (1 = as trained). "
+                                       "0 = the un-inflated image model under the beta_schedule chosen below (v1's "
+                                       "across-frame GroupNorm is off too); the domain adapter has its own "
+                                       "adapter_scale."),
                 io.Combo.Input("beta_schedule", options=list(comfy_adapter.BETA_SCHEDULES), default="auto",
                                tooltip="Noise schedule for sampling. " + "; ".join(
                                    f"{k}: {v}" for k, v in comfy_adapter.BETA_SCHEDULE_HELP.items()) + "."),
@@ -70,7 +73,19 @@ class InflateModel(io.ComfyNode):
         inflated = comfy_adapter.inflate(model, motion_module, adapter=adapter, adapter_scale=adapter_scale,
                                          motion_strength=motion_strength, beta_schedule=beta_schedule,
                                          context_options=context_options)
-        return io.NodeOutput(inflated)
+        return io.NodeOutput(inflated, ui=ui.PreviewText(inflate_note(inflated, motion_strength, context_options)))
+
+
+def inflate_note(inflated, motion_strength: float, context_options=None) -> str:
+    """What the node shows: the module and schedule in use, and the guardrail warnings that apply."""
+    attachment = comfy_adapter.motion_attachment(inflated)
+    info = attachment.info
+    lines = [f"{info.version} motion module ({info.base}), beta schedule {attachment.beta_schedule}, "
+             f"motion_strength {motion_strength:g}"]
+    lines.append(guardrails.schedule_mismatch(info, attachment.beta_schedule))
+    if context_options is not None:
+        lines.append(guardrails.few_frames(info, context_options.length, context_options.length))
+    return "\n".join(line for line in lines if line)
 
 
 NODES = [InflateModel]

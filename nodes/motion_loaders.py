@@ -6,6 +6,7 @@ import logging
 from comfy_api.v0_0_2 import io, ui
 
 from .. import motion_core
+from ..motion_core import guardrails
 from .common import CATEGORY, MOTION_LORAS, MOTION_MODELS, MotionModule, file_list, full_path
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,10 @@ class ApplyMotionLoRA(io.ComfyNode):
         # e.g. the mid-block weights of an official v2 MotionLoRA on a v1/v3 module.
         report = lora.check_fits(motion_module)
         text = f"{lora_name} (rank {lora.rank}) x {strength:g}: {report.summary()}"
-        if report.unmatched:
+        warning = guardrails.lora_version_mismatch(lora.deltas, motion_module.info)
+        if warning:
+            text += "\n" + warning
+        if report.unmatched or warning:
             log.warning("AnimateDiff MotionKit: MotionLoRA %s", text)
         merged = motion_module if strength == 0.0 else motion_core.merged_motion_module(
             motion_module, [(lora, float(strength))])

@@ -14,9 +14,10 @@ import comfy.sample
 import comfy.samplers
 import comfy.utils
 import latent_preview
-from comfy_api.v0_0_2 import io
+from comfy_api.v0_0_2 import io, ui
 
 from ..motion_core import comfy as comfy_adapter
+from ..motion_core import guardrails
 from .common import CATEGORY, ContextOptions
 
 MAX_SIZE = 8192
@@ -32,7 +33,8 @@ def initial_latent(model, frames: int, width: int, height: int, latent=None, ima
                              "frames can be encoded (or connect a LATENT instead).")
         return {"samples": vae.encode(image[:, :, :, :3])}
     if width % 8 or height % 8:
-        raise ValueError(f"width and height must be multiples of 8 (got {width}x{height}).")
+        raise ValueError(f"width and height must be multiples of 8 (got {width}x{height}): set them to e.g. "
+                         f"{max(8, width // 8 * 8)}x{max(8, height // 8 * 8)}.")
     channels = model.get_model_object("latent_format").latent_channels
     samples = torch.zeros([frames, channels, height // 8, width // 8],
                           device=comfy.model_management.intermediate_device())
@@ -110,8 +112,12 @@ class SampleAnimation(io.ComfyNode):
         # Windows given here replace Inflate Model's; an impossible frame count or a per-frame input of another
         # length then fails in the adapter's pre-sampling check, before the first step.
         model = comfy_adapter.sampling_model(model, context_options)
-        return io.NodeOutput(sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name,
-                                           scheduler, denoise))
+        samples = sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name, scheduler, denoise)
+        attachment = comfy_adapter.motion_attachment(model)
+        context = attachment.context_options if attachment else None
+        warning = attachment and guardrails.few_frames(attachment.info, start["samples"].shape[0],
+                                                       context.length if context else None)
+        return io.NodeOutput(samples, ui=ui.PreviewText(warning) if warning else None)
 
 
 NODES = [SampleAnimation]

@@ -42,8 +42,10 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
 
     patched = model_patcher.clone()
     state = _RunState()
+    # motion_strength scales only the temporal residual; at 0 the model is the un-inflated one (under the
+    # module's schedule), so v1's across-frame GroupNorm, part of the motion, is off as well.
     injection = _MotionInjection(pairs, _WeightCache(motion_module), motion_strength, state,
-                                 frame_norms=(info.version == "v1"))
+                                 frame_norms=(info.version == "v1" and float(motion_strength) != 0.0))
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(injection.inject, injection.eject)])
     patched.set_model_forward_timestep_embed_patch((MotionLayer, _motion_layer_handler))
     if injection.frame_norms:

@@ -603,3 +603,19 @@ def test_models_that_already_carry_core_loras_keep_them(patcher):
     assert not torch.equal(with_lora, plain)  # the LoRA matters...
     assert torch.equal(animated, with_lora)   # ...and survives inflation (identity motion => same frames)
     assert patcher.patches == {}              # the user's MODEL never got the LoRA
+
+
+@pytest.mark.parametrize("version,pe_len,mid", [("v1", 24, False), ("v2", 32, True), ("v3", 32, False)])
+def test_strength_zero_is_the_plain_model_under_the_same_schedule(patcher, version, pe_len, mid):
+    """motion_strength 0 = the un-inflated model with only the module's beta schedule, bit for bit (v1's
+    across-frame GroupNorm included: it is part of the motion, so it is off at 0)."""
+    mm = tiny_motion_module(seed=4, pe_len=pe_len, mid=mid)
+    assert mm.info.version == version
+    inflated = inflate(patcher, mm, motion_strength=0.0)  # beta_schedule auto -> AnimateDiff linear
+    schedule_only = patcher.clone()
+    schedule_only.add_object_patch("model_sampling", comfy_adapter.model_sampling_for(patcher, "animatediff_linear"))
+    expected = run(schedule_only, frames=4, steps=2, seed=13)
+    assert torch.equal(run(inflated, frames=4, steps=2, seed=13), expected)
+    # and the comparison can fail: the plain schedule differs, and so does any non-zero strength
+    assert not torch.equal(run(patcher, frames=4, steps=2, seed=13), expected)
+    assert not torch.equal(run(inflate(patcher, mm, motion_strength=0.05), frames=4, steps=2, seed=13), expected)
