@@ -12,6 +12,7 @@ what it does:
 - attachment.py      `MotionAttachment`: what an inflated MODEL carries for the sampling nodes
 - checks.py          checks before the first step (frame limit, per-frame conditioning, core context windows)
 - windows.py         context windows as a `calc_cond_batch` wrapper
+- sparsectrl.py      SparseCtrl as a ControlBase control (chains, strength/percent, offload, windows)
 - inflate.py         `inflate()`, which wires all of the above onto a clone
 
 Everything else in motion_core is ComfyUI-free (tests/unit/test_package_import.py checks it).
