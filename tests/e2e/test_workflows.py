@@ -2,7 +2,9 @@
 each UI workflow converted with its own /object_info, with seeded stand-in files under the official file names,
 shrunk to 64x64 / 8 frames / 1 step. Checks: the run succeeds, the animation file has every frame, and the frames
 differ from the same graph run on the un-inflated model. The depth workflow gets a real .pth ControlNet stand-in
-and a folder of depth-map PNGs, and 6-frame context windows so that its 8 frames are sampled in two windows."""
+and a folder of depth-map PNGs, and 6-frame context windows so that its 8 frames are sampled in two windows. The
+SparseCtrl workflows get reduced stand-ins of both official files and keyframe PNGs; they must differ from the same
+graph with SparseCtrl at strength 0."""
 from __future__ import annotations
 
 import copy
@@ -16,7 +18,7 @@ from harness.shipped_workflows import (FRAMES, SIZE, install_standins, load_work
 pytestmark = pytest.mark.e2e
 
 WORKFLOWS = ("txt2anim_sd15_v2", "txt2anim_sd15_v3_adapter", "motionlora_zoomin_panleft", "vid2vid_sd15_v2",
-             "depth_guided_animation")
+             "depth_guided_animation", "sparsectrl_rgb_first_last", "sparsectrl_scribble")
 # Per workflow, inputs set on top of the shrinking: {class_type: {input: value}}.
 TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}}}
 
@@ -44,10 +46,11 @@ def test_shipped_workflow_runs_over_http(server, name):
     assert plain.shape == animated.shape
     assert np.abs(animated - plain).mean() > 1.0  # the motion module changed the frames
 
-    depth = [k for k, n in prompt.items() if n["class_type"] == "ADMK_ControlNetDepthSequence"]
-    if depth:  # the .pth ControlNet loaded and the depth maps steer the frames
+    guides = [k for k, n in prompt.items() if n["class_type"] in ("ADMK_ControlNetDepthSequence",
+                                                                  "ADMK_ApplySparseCtrl")]
+    if guides:  # the ControlNet / SparseCtrl file loaded and its depth maps / keyframes steer the frames
         unguided = copy.deepcopy(prompt)
-        unguided[depth[0]]["inputs"]["strength"] = 0.0
+        unguided[guides[0]]["inputs"]["strength"] = 0.0
         unguided[save_id]["inputs"]["filename_prefix"] = f"e2e_{name}_unguided"
         free = saved_frames(server, server.client.run(unguided, timeout=600), save_id)
         assert free.shape == animated.shape and np.abs(animated - free).mean() > 1.0
