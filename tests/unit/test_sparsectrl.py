@@ -37,10 +37,11 @@ def test_network_has_exactly_the_official_keys_and_shapes(name, kind):
     assert spec.simplified_embedding == (kind == KIND_RGB)
 
 
-@pytest.mark.parametrize("name,kind", KINDS)
+@pytest.mark.parametrize("name,kind", KINDS[:1])
 def test_full_size_file_loads_in_its_precision(tmp_path, name, kind):
     """The real key layout and sizes (~500 M params; zeros cost nothing to make), pe tables absent as the
-    authors' code saves them: the loader fills the sinusoid and keeps fp16."""
+    authors' code saves them: the loader fills the sinusoid and keeps fp16. (RGB only: ~12 s; the scribble layout
+    is checked key by key on the meta device above.)"""
     sd = {k: torch.zeros(v, dtype=torch.float16) for k, v in manifest(name)["keys"].items() if not k.endswith(".pe")}
     sd["conv_in.bias"] = torch.full((320,), 0.5, dtype=torch.float16)
     net = load_sparsectrl(sd, dtype=None)
