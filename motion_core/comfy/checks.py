@@ -74,4 +74,15 @@ def _frame_check_wrapper(executor, noise, *args, **kwargs):
     check_frames(guider.model_patcher, frames, model_options=guider.model_options)
     for name, conds in (getattr(guider, "conds", None) or {}).items():
         check_conditioning_rows(name, [c.get("cross_attn") for c in conds or () if isinstance(c, dict)], frames)
+        check_controls([c.get("control") for c in conds or () if isinstance(c, dict)], frames)
     return executor(noise, *args, **kwargs)
+
+
+def check_controls(controls, frames: int) -> None:
+    """Controls that know the clip they need (SparseCtrl's keyframe indices, its `frames`) check it now."""
+    for control in controls:
+        while control is not None:
+            check = getattr(control, "check_frames", None)
+            if callable(check):
+                check(frames)
+            control = getattr(control, "previous_controlnet", None)

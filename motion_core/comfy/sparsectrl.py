@@ -98,14 +98,19 @@ class SparseCtrlControl(ControlBase):
         self.frame_rows = list(idx)
 
     # -- the condition -------------------------------------------------------------------------------------
+    def check_frames(self, num_frames: int) -> List[int]:
+        """The keyframes' frame indices for an animation of `num_frames`; raises MotionFormatError naming the fix.
+        Called before the first step on inflated models (checks.check_controls) and when the condition is made."""
+        if self.frames and self.frames != num_frames:
+            raise MotionFormatError(
+                f"Apply SparseCtrl was set for {self.frames} frames but the animation has {num_frames}. Set its "
+                f"frames to {num_frames} (or 0 to follow the animation).")
+        return parse_keyframe_indices(self.keyframe_indices, int(self.images.shape[0]), num_frames)
+
     def _condition(self, num_frames: int, height: int, width: int, device, dtype):
         key = (num_frames, height, width, str(device), dtype)
         if key not in self._conditions:
-            if self.frames and self.frames != num_frames:
-                raise MotionFormatError(
-                    f"Apply SparseCtrl was set for {self.frames} frames but the animation has {num_frames}. Set its "
-                    f"frames to {num_frames} (or 0 to follow the animation).")
-            indices = parse_keyframe_indices(self.keyframe_indices, int(self.images.shape[0]), num_frames)
+            indices = self.check_frames(num_frames)
             pixels = fit_keyframes(self.images[..., :3].movedim(-1, 1).float(), height * 8, width * 8)
             if self.sparsectrl.info.kind == KIND_RGB:
                 if self.vae is None:

@@ -208,3 +208,27 @@ def test_refusals(node, unet):
                                  model_config=types.SimpleNamespace(unet_config={"context_dim": 2048}))
     with pytest.raises(MotionFormatError, match="for SD1.5 models, but this MODEL is SDXL"):
         check_model(sdxl, sc)
+
+
+def test_keyframes_are_checked_before_the_first_step(node, unet):
+    """Inflated models run checks.check_controls in their OUTER_SAMPLE wrapper: an index beyond the latent's
+    clip is refused before any step (here with the wrapper called as ComfyUI calls it)."""
+    from motion_core.comfy.checks import _frame_check_wrapper
+
+    sc = tiny_sparsectrl()
+    calls, restore = record_calls(sc)
+    positive, negative = apply(node, sc, keyframes(2), indices="0, 12", vae=FakeVAE())  # fine until the clip is known
+
+    class Executor:
+        class_obj = types.SimpleNamespace(model_patcher=unet, model_options={},
+                                          conds={"positive": [{"control": positive[0][1]["control"]}]})
+
+        def __call__(self, noise, *args, **kwargs):
+            raise AssertionError("sampling started")
+
+    try:
+        with pytest.raises(ValueError, match="index 12 is beyond the clip: the animation has 10 frames"):
+            _frame_check_wrapper(Executor(), torch.zeros(FRAMES, 4, 8, 8))
+    finally:
+        restore()
+    assert calls == []
