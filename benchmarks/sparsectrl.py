@@ -95,9 +95,9 @@ def run_case(case: str, args) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--size", type=int, default=128, help="frame size in pixels (latent = size/8)")
+    parser.add_argument("--size", type=int, default=64, help="frame size in pixels (latent = size/8)")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
     parser.add_argument("--case", choices=CASES, help="run one case in this process and print its JSON")
     args = parser.parse_args(argv)

@@ -150,3 +150,17 @@ def test_keyframe_condition_and_scribble_normalisation():
     scribble[0, :, 1, 1] = 0.5
     out = normalize_scribble(scribble)
     assert out[0].max() == 1.0 and out[0].min() == 0.0 and torch.equal(out[1], torch.zeros(3, 4, 4))
+
+
+@pytest.mark.parametrize("name", [n for n, _ in KINDS])
+def test_reduced_standin_fits_the_reduced_unet(name):
+    """tools/standins "reduced": the skips of the reduced SD1.5 UNet (conv_in, level-0 resnet, downsample, level-1
+    resnet: 320, 320, 320@/2, 640@/2) and a 640-wide mid block, with the official key names."""
+    keys = standins.sparsectrl_keys(name, "reduced")
+    spec = spec_from_keys({k: tuple(v) for k, v in keys.items()}, name)
+    assert [lv.channels for lv in spec.levels] == [320, 640] and spec.skips == 4
+    assert [lv.downsample for lv in spec.levels] == [True, False]
+    assert [keys[f"controlnet_down_blocks.{i}.weight"][0] for i in range(4)] == [320, 320, 320, 640]
+    assert keys["controlnet_mid_block.weight"][0] == 640 and keys["mid_block.resnets.0.time_emb_proj.weight"] == [640, 1280]
+    full = standins.sparsectrl_keys(name, "full")
+    assert all(k in full for k in keys if not k.startswith(("controlnet_down_blocks", "mid_block")))
