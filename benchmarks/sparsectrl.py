@@ -5,7 +5,8 @@ encodes the keyframes): "v3" samples with the MODEL inflated with the reduced v3
 Apply SparseCtrl's control (reduced-layout RGB stand-in, keyframes at 0 and -1) to both conditionings. Each case
 runs in its own subprocess. Reported per case: median seconds per sampling step over --repeat runs (weights loaded
 beforehand; the keyframe encode, once per run, is included) and the peak growth of the process RSS while sampling
-(on CUDA: torch's peak allocated memory). The machine is shared, so run-to-run noise is large: read the ratios.
+(on CUDA: torch's peak allocated memory), plus the process CPU seconds per step (1 torch thread by default), which
+a busy shared machine distorts far less than wall time. Read the ratios.
 
     .venv/bin/python benchmarks/sparsectrl.py                 # table + ratios
     .venv/bin/python benchmarks/sparsectrl.py --case sparsectrl
@@ -71,7 +72,7 @@ def run_case(case: str, args) -> dict:
                                        disable_pbar=True, seed=0)
 
     mm.load_models_gpu([model] + extra)
-    times, peaks = [], []
+    times, cpu_times, peaks = [], [], []
     cuda = mm.get_torch_device().type == "cuda"
     for _ in range(args.repeat):
         if cuda:
@@ -79,16 +80,18 @@ def run_case(case: str, args) -> dict:
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
         with PeakRSS() as rss:
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             out = sample()
             if cuda:
                 torch.cuda.synchronize()
             times.append((time.perf_counter() - start) / args.steps)
+            cpu_times.append((time.process_time() - cpu_start) / args.steps)
         peaks.append((torch.cuda.max_memory_allocated() - base) / 2**20 if cuda else rss.growth_mb)
     assert torch.isfinite(out).all(), "non-finite latents"
     return {"case": case, "frames": args.frames, "size": args.size, "steps": args.steps,
             "device": str(mm.get_torch_device()), "memory": "cuda_allocated" if cuda else "rss_growth",
-            "step_seconds": statistics.median(times), "step_seconds_all": times, "peak_mb": max(peaks),
+            "step_seconds": statistics.median(times), "step_seconds_all": times,
+            "step_cpu_seconds": statistics.median(cpu_times), "peak_mb": max(peaks),
             "threads": args.threads}
 
 
@@ -98,7 +101,8 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=64, help="frame size in pixels (latent = size/8)")
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: the CPU seconds per step are then comparable on a busy machine)")
     parser.add_argument("--case", choices=CASES, help="run one case in this process and print its JSON")
     args = parser.parse_args(argv)
     if args.case:
@@ -116,13 +120,16 @@ def main(argv=None) -> int:
     base, sc = results["v3"], results["sparsectrl"]
     print(f"{args.frames} frames, {args.size}x{args.size}, cfg 7, reduced SD1.5 + v3 stand-ins, device {base['device']}, "
           f"{args.threads} threads, median of {args.repeat} runs of {args.steps} steps")
-    print(f"{'case':<12}{'s/step':>10}{'peak MiB':>10}")
+    print(f"{'case':<12}{'wall s/step':>12}{'CPU s/step':>12}{'peak MiB':>10}")
     for r in (base, sc):
-        print(f"{r['case']:<12}{r['step_seconds']:>10.2f}{r['peak_mb']:>10.1f}")
+        print(f"{r['case']:<12}{r['step_seconds']:>12.2f}{r['step_cpu_seconds']:>12.2f}{r['peak_mb']:>10.1f}")
     ratio_t = sc["step_seconds"] / base["step_seconds"]
+    ratio_c = sc["step_cpu_seconds"] / base["step_cpu_seconds"]
     ratio_m = sc["peak_mb"] / base["peak_mb"] if base["peak_mb"] > 0 else float("nan")
-    print(f"ratio sparsectrl/v3: step time {ratio_t:.2f}x, peak memory {ratio_m:.2f}x ({base['memory']})")
-    print(json.dumps({"v3": base, "sparsectrl": sc, "time_ratio": ratio_t, "memory_ratio": ratio_m}))
+    print(f"ratio sparsectrl/v3: step wall time {ratio_t:.2f}x, step CPU time {ratio_c:.2f}x, peak memory "
+          f"{ratio_m:.2f}x ({base['memory']})")
+    print(json.dumps({"v3": base, "sparsectrl": sc, "time_ratio": ratio_t, "cpu_time_ratio": ratio_c,
+                      "memory_ratio": ratio_m}))
     return 0
 
 
