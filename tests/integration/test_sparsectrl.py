@@ -232,3 +232,37 @@ def test_keyframes_are_checked_before_the_first_step(node, unet):
     finally:
         restore()
     assert calls == []
+
+
+def test_core_ksampler_on_an_inflated_model_with_the_reduced_standins(node, sd15_reduced_ckpt):
+    """What core KSampler runs (comfy.sample.sample) on a MODEL from inflate(): the reduced SD1.5 stand-in, its
+    TAESD VAE encoding the RGB keyframes, the reduced v3 module and the reduced RGB SparseCtrl stand-in."""
+    import comfy.sd
+
+    from motion_core import load_motion_module
+    from motion_core.comfy import inflate
+    from tools import standins
+
+    model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(str(sd15_reduced_ckpt), output_vae=True)
+    model = inflate(model, load_motion_module(standins.cached_motion_file("v3_sd15_mm", layout="reduced")))
+    from motion_core.sparsectrl import load_sparsectrl
+
+    sc = SparseCtrlModel(load_sparsectrl(standins.cached_sparsectrl_file("sparsectrl_latent_condition", "reduced"),
+                                         dtype=None), name="v3_sd15_sparsectrl_rgb.ckpt")
+    assert sc.net.conv_in.weight.dtype == torch.float32  # fp16 file, computed in fp32 on a CPU (ComfyUI's rule)
+
+    def encode(text):
+        return clip.encode_from_tokens_scheduled(clip.tokenize(text))
+
+    positive, negative = encode("a fox in the snow"), encode("blurry")
+    images = torch.rand(2, 32, 32, 3, generator=torch.Generator().manual_seed(0))
+    guided = apply(node, sc, images, indices="0, -1", vae=vae, positive=positive, negative=negative)
+    latent = torch.zeros(4, 4, 4, 4)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(1))
+
+    def sample(pos, neg):
+        return comfy.sample.sample(model, noise, 1, 7.0, "euler", "normal", pos, neg, latent, disable_pbar=True,
+                                   seed=1)
+
+    with_sc, without = sample(*guided), sample(positive, negative)
+    assert torch.isfinite(with_sc).all() and (with_sc - without).abs().max() > 1e-3
