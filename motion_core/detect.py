@@ -16,7 +16,8 @@ DESCRIPTIONS = {
     DOMAIN_ADAPTER: "the v3 domain adapter, an image LoRA on spatial attention (connect it to Inflate Model's "
                     "domain_adapter input, not to a MotionLoRA or motion-module loader)",
     SD_CHECKPOINT: "a full Stable Diffusion checkpoint (load it with Load Checkpoint; folder models/checkpoints)",
-    SPARSECTRL: "a SparseCtrl ControlNet (not a motion module; SparseCtrl is not supported by this pack yet)",
+    SPARSECTRL: "a SparseCtrl ControlNet (keyframe control, not a motion module: load it with Load SparseCtrl and "
+                "connect it to Apply SparseCtrl; folder models/controlnet)",
     CONTROLNET: "a ControlNet (load it with core Load ControlNet Model; folder models/controlnet)",
     IMAGE_LORA: "an image LoRA (load it with core Load LoRA; folder models/loras)",
     UNKNOWN: "not an AnimateDiff file this pack knows",

@@ -95,12 +95,14 @@ class TemporalTransformerBlock(nn.Module):
 
 
 class TemporalTransformer3DModel(nn.Module):
-    def __init__(self, channels: int, heads: int, max_len: int, norm_mode: str, num_blocks: int = 1):
+    def __init__(self, channels: int, heads: int, max_len: int, norm_mode: str, num_blocks: int = 1,
+                 attention_blocks: int = 2):
         super().__init__()
         self.norm_mode = norm_mode
         self.norm = nn.GroupNorm(32, channels, eps=1e-6, affine=True)
         self.proj_in = nn.Linear(channels, channels)
-        self.transformer_blocks = nn.ModuleList(TemporalTransformerBlock(channels, heads, max_len) for _ in range(num_blocks))
+        self.transformer_blocks = nn.ModuleList(TemporalTransformerBlock(channels, heads, max_len, attention_blocks)
+                                                for _ in range(num_blocks))
         self.proj_out = nn.Linear(channels, channels)
 
     def normalize(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -139,15 +141,20 @@ class TemporalTransformer3DModel(nn.Module):
 
 
 class TemporalModule(nn.Module):
-    """`VanillaTemporalModule`: `module(x, num_frames)` returns x + body(x) for x of shape [(B*F), C, H, W]."""
+    """`VanillaTemporalModule`: `module(x, num_frames)` returns x + body(x) for x of shape [(B*F), C, H, W].
 
-    def __init__(self, channels: int, heads: int = 8, max_len: int = 32, norm_mode: str = NORM_PER_FRAME):
+    `attention_blocks`: temporal self-attentions per transformer block - two in the motion modules, one in
+    SparseCtrl's (its config: attention_block_types ["Temporal_Self"])."""
+
+    def __init__(self, channels: int, heads: int = 8, max_len: int = 32, norm_mode: str = NORM_PER_FRAME,
+                 attention_blocks: int = 2):
         super().__init__()
         if channels % 32 or channels % heads:
             raise ValueError(f"channels={channels} must be divisible by 32 (GroupNorm) and by heads={heads}")
         self.channels = channels
         self.max_frames = max_len
-        self.temporal_transformer = TemporalTransformer3DModel(channels, heads, max_len, norm_mode)
+        self.temporal_transformer = TemporalTransformer3DModel(channels, heads, max_len, norm_mode,
+                                                               attention_blocks=attention_blocks)
 
     def check_frames(self, num_frames: int) -> None:
         if num_frames > self.max_frames:

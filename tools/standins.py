@@ -409,6 +409,68 @@ def build_motion_file(path, manifest_name: str, seed: int = 0, dtype: torch.dtyp
 
 
 # ----------------------------------------------------------------------------------------------------------
+# SparseCtrl files from their manifests (sparsectrl_latent_condition = RGB, sparsectrl_image_condition = scribble)
+
+SPARSECTRL_MANIFESTS = ("sparsectrl_latent_condition", "sparsectrl_image_condition")
+# full SD1.5 skip order -> the reduced UNet's (conv_in, level-0 resnet, level-0 downsample, level-1 resnet)
+_REDUCED_SKIPS = {0: 0, 1: 1, 3: 2, 4: 3}
+_REDUCED_BLOCK = re.compile(r"^down_blocks\.([01])\.(resnets|attentions|motion_modules)\.0\.|^down_blocks\.0\.downsamplers\.")
+
+
+def sparsectrl_keys(manifest_name: str, layout: str = "full") -> dict[str, list[int]]:
+    """Key -> shape of a SparseCtrl file in a layout:
+    - "full": the official file;
+    - "narrow": every key of the official file, each width that is a multiple of 320 divided by 10 (320 -> 32,
+      1280 -> 128; the 768 text width, the 4/5 condition channels and the scribble encoder's 16..256 stay), so the
+      exact key layout runs in milliseconds;
+    - "reduced": fits the "reduced" UNet (levels 320, 640; one res block): down_blocks.0/1 with their first
+      resnet/attention/motion module, level 0's downsampler, controlnet_down_blocks 0..3, a 640-wide mid block."""
+    if manifest_name not in SPARSECTRL_MANIFESTS:
+        raise ValueError(f"{manifest_name!r} is not a SparseCtrl manifest ({', '.join(SPARSECTRL_MANIFESTS)}).")
+    keys = load_manifest(manifest_name)["keys"]
+    if layout == "full":
+        return dict(keys)
+    if layout == "narrow":
+        return {k: [d // 10 if d % MODEL_CHANNELS == 0 else d for d in shape] for k, shape in keys.items()}
+    if layout != "reduced":
+        raise ValueError(f"Unknown layout {layout!r}; use 'full', 'narrow' or 'reduced'.")
+    out: dict[str, list[int]] = {}
+    for key, shape in keys.items():
+        m = re.match(r"^controlnet_down_blocks\.(\d+)\.(.+)$", key)
+        if m:
+            if int(m.group(1)) in _REDUCED_SKIPS:
+                out[f"controlnet_down_blocks.{_REDUCED_SKIPS[int(m.group(1))]}.{m.group(2)}"] = shape
+        elif key.startswith(("mid_block.", "controlnet_mid_block.")):
+            out[key] = [d // 2 if d % 1280 == 0 and not (i == 1 and "time_emb_proj" in key) else d
+                        for i, d in enumerate(shape)]
+        elif key.startswith("down_blocks."):
+            if _REDUCED_BLOCK.match(key):
+                out[key] = shape
+        else:  # conv_in, time_embedding, controlnet_cond_embedding
+            out[key] = shape
+    return out
+
+
+def sparsectrl_state_dict(manifest_name: str, layout: str = "full", seed: int = 0, dtype: torch.dtype = torch.float16,
+                          std: float = 0.02, with_pe: bool = False) -> dict[str, torch.Tensor]:
+    """Seeded SparseCtrl weights. The official zero convs (controlnet_*_blocks, the RGB embedding) are random
+    here (std), so the control visibly changes the UNet output. `with_pe`: include the position tables (the
+    released files may or may not hold them; the authors' code registers them non-persistent)."""
+    keys = sparsectrl_keys(manifest_name, layout)
+    if not with_pe:
+        keys = {k: v for k, v in keys.items() if not k.endswith(".pe")}
+    with _one_thread():
+        return _motion_state_dict_now(keys, seed, dtype, False, std)
+
+
+def build_sparsectrl_file(path, manifest_name: str, layout: str = "full", seed: int = 0,
+                          dtype: torch.dtype = torch.float16) -> Path:
+    """A SparseCtrl stand-in (torch.save of a plain dict for .ckpt, as the official files are)."""
+    _save(sparsectrl_state_dict(manifest_name, layout, seed, dtype), Path(path))
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------------------
 # cached convenience (tests/.cache/standins, keyed by a hash of the builder parameters)
 
 
@@ -436,6 +498,15 @@ def cached_motion_file(manifest_name: str, layout: str = "full", seed: int = 0, 
                    lambda p: build_motion_file(p, manifest_name, seed, dtype, zero_out, layout))
 
 
+def cached_sparsectrl_file(manifest_name: str, layout: str = "reduced", seed: int = 0,
+                           dtype: torch.dtype = torch.float16, ext: str = ".ckpt") -> Path:
+    manifest_hash = hashlib.sha256((FORMATS_DIR / f"{manifest_name}.json").read_bytes()).hexdigest()[:12]
+    params = {"manifest": manifest_name, "manifest_sha": manifest_hash, "layout": layout, "seed": seed,
+              "dtype": _dtype_name(dtype)}
+    return _cached(f"{manifest_name}_{layout}_s{seed}", ext, "sparsectrl", params,
+                   lambda p: build_sparsectrl_file(p, manifest_name, layout, seed, dtype))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # CLI
 
@@ -456,6 +527,13 @@ for _name in _MOTION_MANIFESTS:
     if "sdxl" not in _name:
         TARGETS[f"{_name}-reduced"] = (_folder, f"standin_{_name}_reduced.ckpt",
                                        lambda p, s, n=_name: build_motion_file(p, n, s, layout="reduced"))
+
+# SparseCtrl files keep their official names in models/controlnet (what the example workflows select).
+for _name, _official in (("sparsectrl_latent_condition", "v3_sd15_sparsectrl_rgb.ckpt"),
+                         ("sparsectrl_image_condition", "v3_sd15_sparsectrl_scribble.ckpt")):
+    TARGETS[_name] = ("controlnet", _official, lambda p, s, n=_name: build_sparsectrl_file(p, n, "full", s))
+    TARGETS[f"{_name}-reduced"] = ("controlnet", _official,
+                                   lambda p, s, n=_name: build_sparsectrl_file(p, n, "reduced", s))
 
 
 def main(argv: list[str] | None = None) -> int:

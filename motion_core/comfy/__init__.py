@@ -12,6 +12,7 @@ what it does:
 - attachment.py      `MotionAttachment`: what an inflated MODEL carries for the sampling nodes
 - checks.py          checks before the first step (frame limit, per-frame conditioning, core context windows)
 - windows.py         context windows as a `calc_cond_batch` wrapper
+- sparsectrl.py      SparseCtrl as a ControlBase control (chains, strength/percent, offload, windows)
 - inflate.py         `inflate()`, which wires all of the above onto a clone; `sampling_model()` (what Sample
                      Animation samples) and `attach_context_windows()`, the one way windows get onto a model
 

@@ -138,4 +138,16 @@ def _frame_check_wrapper(executor, noise, *args, **kwargs):
         warning = few_frames(attachment.info, frames, context.length if context else None)
         if warning:
             log.warning("AnimateDiff MotionKit: %s", warning)
+    check_controls([c.get("control") for conds in (getattr(guider, "conds", None) or {}).values()
+                    for c in conds or () if isinstance(c, dict)], frames)
     return executor(noise, *args, **kwargs)
+
+
+def check_controls(controls, frames: int) -> None:
+    """Controls that know the clip they need (SparseCtrl's keyframe indices, its `frames`) check it now."""
+    for control in controls:
+        while control is not None:
+            check = getattr(control, "check_frames", None)
+            if callable(check):
+                check(frames)
+            control = getattr(control, "previous_controlnet", None)

@@ -15,7 +15,8 @@ What a window gets, for frames `idx` of an `N`-frame clip (what core 0.3.75's co
 - per-frame masks indexed by `idx` (core: first frames again).
 - a copy of each control in a ControlNet chain whose `cond_hint_original` (and `extra_concat_orig`) rows are those
   of the window's frames; core passes the whole hint batch and ComfyUI keeps its first `len(window)` images, so
-  window k is driven by the depth maps of frames 0..L-1.
+  window k is driven by the depth maps of frames 0..L-1. A control with `select_frames(idx)` (SparseCtrl) is
+  told its window instead: its keyframe condition and mask are clip-long and it takes the window's rows.
 A tensor with batch b > 1 that is not N is indexed with `i % b`: that is exactly how ComfyUI broadcasts such a
 batch to N latents without windows, so windowing never changes which row drives which frame.
 """
@@ -90,6 +91,9 @@ def window_control(control, idx: list[int], memo: dict):
     if isinstance(extra, list) and extra:
         dup.extra_concat_orig = [_take(e, idx, 0) for e in extra]
         dup.extra_concat = None
+    select = getattr(dup, "select_frames", None)
+    if callable(select):  # SparseCtrl: its keyframe condition and mask rows are those of frames idx
+        select(idx)
     previous = getattr(control, "previous_controlnet", None)
     if previous is not None:
         dup.previous_controlnet = window_control(previous, idx, memo)

@@ -8,7 +8,8 @@ Every comparison changes ONE thing in the same graph, so it fails if that thing 
   schedule (a comparison with the un-inflated model would also drop the schedule and pass with no temporal layer);
 - the MotionLoRA workflow differs from the same graph without its Apply MotionLoRA nodes;
 - the v3 adapter workflow differs from the same graph with domain_adapter none;
-- the depth workflow differs from the same graph at ControlNet strength 0.
+- the depth and SparseCtrl workflows differ from the same graph at ControlNet / SparseCtrl strength 0
+  (the SparseCtrl workflows get reduced stand-ins of both official files and keyframe PNGs).
 The embedded workflow is read back from the saved GIF, WebP and MP4, downloaded over HTTP (/view)."""
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from harness.shipped_workflows import (FRAMES, SIZE, install_standins, load_work
 pytestmark = pytest.mark.e2e
 
 WORKFLOWS = ("txt2anim_sd15_v2", "txt2anim_sd15_v3_adapter", "motionlora_zoomin_panleft", "vid2vid_sd15_v2",
-             "depth_guided_animation")
+             "depth_guided_animation", "sparsectrl_rgb_first_last", "sparsectrl_scribble")
 # Per workflow, inputs set on top of the shrinking: {class_type: {input: value}}.
 TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}}}
 
@@ -96,9 +97,10 @@ def test_shipped_workflow_runs_over_http(server, name):
     if adapters:
         no_adapter = _run(server, variant(prompt, f"e2e_{name}_noadapter", ADMK_InflateModel={"domain_adapter": "none"}))
         assert np.abs(animated - no_adapter).mean() > 1.0
-    if _nodes(prompt, "ADMK_ControlNetDepthSequence"):  # the .pth ControlNet loaded and the depth maps steer
-        free = _run(server, variant(prompt, f"e2e_{name}_unguided", ADMK_ControlNetDepthSequence={"strength": 0.0}))
-        assert np.abs(animated - free).mean() > 1.0
+    for guide in ("ADMK_ControlNetDepthSequence", "ADMK_ApplySparseCtrl"):
+        if _nodes(prompt, guide):  # the ControlNet / SparseCtrl file loaded and its depth maps / keyframes steer
+            free = _run(server, variant(prompt, f"e2e_{name}_unguided", **{guide: {"strength": 0.0}}))
+            assert np.abs(animated - free).mean() > 1.0
 
 
 def _download(server, item: dict) -> bytes:

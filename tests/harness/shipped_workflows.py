@@ -36,9 +36,13 @@ def install_standins(server) -> None:
             "v2_lora_PanLeft.ckpt")
     # A real pickle file (torch.save of a tensor dict), as the official control_v11f1p_sd15_depth.pth is.
     install("controlnet", standins.cached_controlnet("reduced", ext=".pth"), "control_v11f1p_sd15_depth.pth")
+    for manifest, official in (("sparsectrl_latent_condition", "v3_sd15_sparsectrl_rgb.ckpt"),
+                               ("sparsectrl_image_condition", "v3_sd15_sparsectrl_scribble.ckpt")):
+        install("controlnet", standins.cached_sparsectrl_file(manifest, "reduced"), official)
     input_dir = server.base_dir / "input"
     write_input_clip(input_dir / INPUT_CLIP)
     write_depth_frames(input_dir / DEPTH_FOLDER)
+    write_keyframes(input_dir)
 
 
 def write_input_clip(path: Path, frames: int = FRAMES, size: int = SIZE) -> None:
@@ -75,6 +79,25 @@ def write_depth_frames(folder: Path, frames: int = FRAMES, size: int = SIZE) -> 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(frames):
         Image.fromarray(depth_frame(i, frames, size)).save(folder / f"depth_{i:03d}.png")
+
+
+def write_keyframes(folder: Path, size: int = SIZE) -> None:
+    """The SparseCtrl workflows' inputs: a first and a last frame (a warm and a cool gradient with a disc on the
+    left / right) and three scribbles (a black stroke moving across a white page)."""
+    from PIL import Image, ImageDraw
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :].repeat(size, 0)
+    for name, colour, cx in (("sparsectrl_first.png", (1.0, 0.5, 0.2), 0.25), ("sparsectrl_last.png", (0.2, 0.4, 1.0), 0.75)):
+        rgb = np.stack([ramp * c for c in colour], -1)
+        yy, xx = np.mgrid[0:size, 0:size] / (size - 1)
+        rgb[(xx - cx) ** 2 + (yy - 0.5) ** 2 < 0.02] = 1.0
+        Image.fromarray((rgb * 255).round().astype(np.uint8)).save(folder / name)
+    for k in range(3):
+        page = Image.new("RGB", (size, size), "white")
+        x = int(size * (0.2 + 0.3 * k))
+        ImageDraw.Draw(page).line([(x, size // 5), (x + size // 8, 4 * size // 5)], fill="black", width=3)
+        page.save(folder / f"scribble_{k + 1}.png")
 
 
 def shrink(prompt: dict, prefix: str, frames: int = FRAMES, size: int = SIZE) -> dict:

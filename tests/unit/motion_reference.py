@@ -25,8 +25,9 @@ def sinusoid(length, channels):
     return _sinusoid(length, channels).clone()
 
 
-def reference_module(w, x5, norm_across_frames, heads=8):
-    """w: {suffix after 'temporal_transformer.': tensor}; x5: [b, c, f, h, w]; returns the module output 5-D."""
+def reference_module(w, x5, norm_across_frames, heads=8, attention_blocks=2):
+    """w: {suffix after 'temporal_transformer.': tensor}; x5: [b, c, f, h, w]; returns the module output 5-D.
+    `attention_blocks`: 2 in motion modules (Temporal_Self x2), 1 in SparseCtrl's."""
     b, c, f, h, wd = x5.shape
     if norm_across_frames:  # SDXL branch: GroupNorm on the 5-D tensor
         normed = F.group_norm(x5, 32, w["norm.weight"], w["norm.bias"], 1e-6)
@@ -36,7 +37,7 @@ def reference_module(w, x5, norm_across_frames, heads=8):
     hidden = rearrange(normed, "bf c h w -> bf (h w) c")
     hidden = hidden @ w["proj_in.weight"].T + w["proj_in.bias"]
     blk = "transformer_blocks.0."
-    for a in (0, 1):
+    for a in range(attention_blocks):
         att = f"{blk}attention_blocks.{a}."
         n = F.layer_norm(hidden, (c,), w[f"{blk}norms.{a}.weight"], w[f"{blk}norms.{a}.bias"], 1e-5)
         n = rearrange(n, "(b f) d c -> (b d) f c", f=f)

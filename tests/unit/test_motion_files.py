@@ -190,7 +190,8 @@ def test_pickle_that_runs_code_is_never_executed(tmp_path):
     ("v3_sd15_adapter_example", load_motion_lora, "domain adapter.*not a MotionLoRA"),
     ("mm_sd_v15_v2", load_motion_lora, "motion module.*not a MotionLoRA"),
     ("motion_lora_example", load_domain_adapter, "MotionLoRA.*not the v3 domain adapter"),
-    ("sparsectrl_latent_condition", load_motion_module, "SparseCtrl"),
+    ("sparsectrl_latent_condition", load_motion_module, "SparseCtrl.*Load SparseCtrl"),
+    ("sparsectrl_image_condition", load_motion_module, "SparseCtrl.*Load SparseCtrl"),
 ])
 def test_wrong_kind_of_file_names_what_it_is(manifest_name, loader, expect):
     sd = manifest_state_dict(manifest_name, seed=0, dtype=torch.float16, prefixes=["down_blocks.0.", "controlnet_"])
