@@ -1,7 +1,7 @@
-"""Soak: one ComfyUI server, N prompts alternating animation, plain image and cancelled animation.
+"""Soak: one ComfyUI server, N prompts alternating plain image, animation and cancelled animation.
 
 Checks that a long session neither leaks nor leaves anything behind: the server's resident memory (VmRSS of the
-server process) after the first round (animation + image + cancelled animation, everything loaded once) against
+server process) after the first round (image + animation + cancelled animation, everything loaded once) against
 the end, and the plain image at the end against the first one, pixel for pixel. The cancelled animation is
 interrupted over HTTP while it samples (a 10 000-step run, interrupted 1.5 s after it starts running), so every
 third prompt exercises the cleanup of an interrupted run. The animations change seed every round so they really
@@ -95,7 +95,9 @@ def run_soak(server, prompts: int = 50, log=print) -> dict:
     images, rss, outcomes = [], [], []
     started = time.monotonic()
     for i in range(prompts):
-        kind = ("animation", "image", "cancelled")[i % 3]
+        # The image comes first: a patch the first animation leaked onto the shared model would change every
+        # later image, so the first one must be made before any animation ran.
+        kind = ("image", "animation", "cancelled")[i % 3]
         if kind == "image":
             entry = server.client.run(image, timeout=600)
             if image_sampler in _cached_nodes(entry):
