@@ -14,6 +14,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from ..motion_core.frames import MISMATCH_POLICIES, match_frame_count, temporal_smooth
+from . import frame_count
 from .common import CATEGORY
 
 
@@ -90,6 +91,8 @@ class ControlNetDepthSequence(io.ComfyNode):
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); the ControlNet "
                              f"would never act. Set start_percent below end_percent.")
         depth = match_frame_count(depth, frames, on_mismatch, what="depth")
+        positive, negative = ([[cond, frame_count.tag(extras, "ControlNet Depth Sequence", frames)]
+                               for cond, extras in conditioning] for conditioning in (positive, negative))
         if strength == 0:
             return io.NodeOutput(positive, negative)
         depth = temporal_smooth(depth, temporal_smoothing)

@@ -18,6 +18,7 @@ import latent_preview
 from comfy_api.v0_0_2 import io
 
 from ..motion_core import comfy as comfy_adapter
+from . import frame_count
 from .common import CATEGORY, ContextOptions
 
 MAX_SIZE = 8192
@@ -127,6 +128,7 @@ class SampleAnimation(io.ComfyNode):
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
                 context_options=None) -> io.NodeOutput:
         start = initial_latent(model, frames, width, height, latent, image, vae)
+        frame_count.check(int(start["samples"].shape[0]), "Sample Animation", positive=positive, negative=negative)
         for name, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(name, conditioning, start["samples"].shape[0])
         if context_options is not None:
