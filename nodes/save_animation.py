@@ -171,6 +171,7 @@ class SaveAnimation(io.ComfyNode):
             save_webp(path, frames, fps, loop_count, meta)
         else:
             save_mp4(path, frames, fps, meta)
+        # "animated": the editor previews WebP/MP4 itself; web/js/save_animation_preview.js adds the GIF player.
         return io.NodeOutput(as_video(images, ping_pong, fps),
                              ui=ui.PreviewVideo([ui.SavedResult(name, subfolder, folder_type)]))
 

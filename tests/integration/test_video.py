@@ -52,7 +52,7 @@ def test_save_animation_outputs_a_video_that_core_nodes_take(comfy, clip_folder)
     src = result.output("1", 0)
     assert images.shape == (2 * FRAMES - 2, H, W, 3) and fps == 12.0
     assert torch.equal(images[:FRAMES], src) and torch.equal(images[FRAMES:], src[1:-1].flip(0))  # as saved
-    assert result.ui["2"]["animated"] == [True]  # our own GIF writer still ran and previews
+    assert result.ui["2"]["animated"] == [True] and result.ui["2"]["images"][0]["filename"].endswith(".gif")
 
 
 def test_core_save_video_keeps_the_embedded_workflow(comfy, clip_folder):
