@@ -25,21 +25,22 @@ WORKFLOWS = REPO_ROOT / "example_workflows"
 ICON = REPO_ROOT / "web" / "icon.png"
 VIEW = (1600, 1000)        # browser viewport; the graph is fitted into it, then the picture is shrunk
 THUMB = (480, 300)         # what the template browser's cards show (16:10), a few tens of KB as JPEG
-MARGIN_LEFT, MARGIN_TOP = 64, 96  # the editor's side bar and top bars cover these strips of the canvas
-SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}
+# The editor's side bar, top bars (tabs, workflow name, Run button) and zoom controls float over these strips.
+MARGIN_LEFT, MARGIN_TOP, MARGIN_BOTTOM = 64, 140, 80
+SETTINGS = {"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False, "Comfy.Graph.CanvasInfo": False}
 
 
 def fit_graph(page) -> None:
     """Scale and move the canvas so every node fits the free area (the editor's own fit keeps a saved view)."""
     page.evaluate(
-        """([w, h, left, top]) => {
+        """([w, h, left, top, bottom]) => {
             const app = window.comfyAPI.app.app, title = LiteGraph.NODE_TITLE_HEIGHT;
             let x0 = Infinity, y0 = Infinity, x1 = -Infinity, y1 = -Infinity;
             for (const n of app.graph.nodes) {
                 x0 = Math.min(x0, n.pos[0]); y0 = Math.min(y0, n.pos[1] - title);
                 x1 = Math.max(x1, n.pos[0] + n.size[0]); y1 = Math.max(y1, n.pos[1] + n.size[1]);
             }
-            const pad = 24, aw = w - left - 2 * pad, ah = h - top - 2 * pad;
+            const pad = 24, aw = w - left - 2 * pad, ah = h - top - bottom - 2 * pad;
             const s = Math.min(aw / (x1 - x0), ah / (y1 - y0), 1.2);
             const ds = app.canvas.ds;
             ds.scale = s;
@@ -47,7 +48,7 @@ def fit_graph(page) -> None:
             ds.offset[1] = (top + pad + (ah - s * (y1 - y0)) / 2) / s - y0;
             app.canvas.deselectAll();
             app.canvas.setDirty(true, true);
-        }""", [VIEW[0], VIEW[1], MARGIN_LEFT, MARGIN_TOP])
+        }""", [VIEW[0], VIEW[1], MARGIN_LEFT, MARGIN_TOP, MARGIN_BOTTOM])
 
 
 def render(page, name: str) -> bytes:
@@ -60,7 +61,7 @@ def render(page, name: str) -> bytes:
     fit_graph(page)
     page.wait_for_timeout(500)
     shot = page.screenshot(clip={"x": MARGIN_LEFT, "y": MARGIN_TOP, "width": VIEW[0] - MARGIN_LEFT,
-                                 "height": VIEW[1] - MARGIN_TOP})
+                                 "height": VIEW[1] - MARGIN_TOP - MARGIN_BOTTOM})
     image = Image.open(io.BytesIO(shot)).convert("RGB")
     image.thumbnail((THUMB[0] * 2, THUMB[1] * 2), Image.LANCZOS)
     canvas = Image.new("RGB", THUMB, image.getpixel((2, 2)))

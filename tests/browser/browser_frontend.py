@@ -104,8 +104,9 @@ def set_widgets(page, values: dict[str, dict]) -> None:
 
 
 def focus_node(page, node_type: str) -> dict:
-    """Select the first node of a type and move the canvas (scale 1) so that it sits near the top left; returns
-    its box in page pixels {x, y, width, height} (title bar included), for a clipped screenshot."""
+    """Select the first node of a type and move the canvas (scale 1) so that it sits left, below the top bars
+    with room for the selection toolbox above it; returns its box in page pixels {x, y, width, height} (title
+    bar included), for a clipped screenshot."""
     return page.evaluate(
         f"""(type) => {{
             const app = {APP};
@@ -114,9 +115,9 @@ def focus_node(page, node_type: str) -> dict:
             app.canvas.selectNode(node);
             const ds = app.canvas.ds, title = LiteGraph.NODE_TITLE_HEIGHT;
             ds.scale = 1;
-            ds.offset[0] = 120 - node.pos[0];
-            ds.offset[1] = 120 + title - node.pos[1];
+            ds.offset[0] = 160 - node.pos[0];
+            ds.offset[1] = 220 + title - node.pos[1];
             app.canvas.setDirty(true, true);
             const r = app.canvas.canvas.getBoundingClientRect();
-            return {{x: r.left + 120, y: r.top + 120, width: node.size[0], height: node.size[1] + title}};
+            return {{x: r.left + 160, y: r.top + 220, width: node.size[0], height: node.size[1] + title}};
         }}""", node_type)

@@ -144,3 +144,20 @@ def test_node_help_page_renders(app):
     text = help_panel.inner_text()
     assert "Typical graph" in text and "frames" in text
     page.screenshot(path=str(OUT / f"help_{HELP_NODE}.png"))
+
+
+def test_every_workflow_has_a_small_thumbnail_that_the_template_browser_gets(server):
+    """The template browser asks for /api/workflow_templates/<pack folder>/<name>.jpg (tools/thumbnails.py)."""
+    import urllib.request
+
+    from PIL import Image
+
+    for name in WORKFLOWS:
+        path = REPO_ROOT / "example_workflows" / f"{name}.jpg"
+        assert path.is_file(), f"{name}.json has no thumbnail: run `make thumbnails`"
+        assert path.stat().st_size < 60_000, f"{path.name} is {path.stat().st_size} bytes; keep thumbnails small"
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.size == (480, 300)
+        url = f"{server.url}/api/workflow_templates/{PACK_DIR_NAME}/{name}.jpg"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and response.read() == path.read_bytes()
