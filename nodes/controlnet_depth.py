@@ -91,10 +91,11 @@ class ControlNetDepthSequence(io.ComfyNode):
             raise ValueError(f"start_percent ({start_percent}) is after end_percent ({end_percent}); the ControlNet "
                              f"would never act. Set start_percent below end_percent.")
         depth = match_frame_count(depth, frames, on_mismatch, what="depth")
+        if strength == 0:
+            return io.NodeOutput(positive, negative)  # no ControlNet: its frame count binds nothing
+        # Sample Animation refuses another frame count than the one the depth maps were matched to.
         positive, negative = ([[cond, frame_count.tag(extras, "ControlNet Depth Sequence", frames)]
                                for cond, extras in conditioning] for conditioning in (positive, negative))
-        if strength == 0:
-            return io.NodeOutput(positive, negative)
         depth = temporal_smooth(depth, temporal_smoothing)
         if depth.shape[-1] == 1:  # a single-channel map: ControlNets take 3 channels
             depth = depth.expand(*depth.shape[:-1], 3)

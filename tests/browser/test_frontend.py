@@ -63,15 +63,24 @@ def server(comfy_server):
     return comfy_server
 
 
-@pytest.fixture()
-def app(browser, server):
+@pytest.fixture(scope="module")
+def editor(browser, server):
+    """One editor page for the module (loading the frontend takes ~10 s); each test opens its workflow in it."""
     from browser_frontend import open_app
 
     page, log = open_app(browser, server, PACK_DIR_NAME)
     yield page, log
     page.close()
-    assert log.page_errors == [], f"uncaught errors in the page: {log.page_errors}"
-    assert log.pack_failures == [], f"requests for this pack's files failed: {log.pack_failures}"
+
+
+@pytest.fixture()
+def app(editor):
+    """The editor; after the test, no uncaught page error and no failed request for this pack's files."""
+    page, log = editor
+    errors, failures = len(log.page_errors), len(log.pack_failures)
+    yield page, log
+    assert log.page_errors[errors:] == [], f"uncaught errors in the page: {log.page_errors[errors:]}"
+    assert log.pack_failures[failures:] == [], f"requests for this pack's files failed: {log.pack_failures[failures:]}"
 
 
 def _plain(prompt: dict) -> dict:
