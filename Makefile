@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test serve demo bench standins clean-cache
+.PHONY: setup test serve demo bench standins thumbnails clean-cache
 
 setup:
 	bash scripts/setup_host.sh
@@ -40,6 +40,10 @@ bench: setup
 WHAT ?= sd15-reduced mm_sd_v15_v2-reduced
 standins: setup
 	$(PY) -m tools.standins --out $(COMFY)/models --what $(WHAT)
+
+# Template-browser thumbnails example_workflows/<name>.jpg (every workflow, drawn by the real editor) + web/icon.png.
+thumbnails: setup
+	$(PY) -m tools.thumbnails
 
 clean-cache:
 	rm -rf tests/.cache

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# Served by ComfyUI at /extensions/<this folder>/: the frontend's node-help panel fetches docs/<NODE_ID>.md there.
+WEB_DIRECTORY = "./web"
+
 if TYPE_CHECKING:  # pragma: no cover
     from comfy_api.v0_0_2 import ComfyExtension
 

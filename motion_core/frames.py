@@ -293,3 +293,25 @@ def load_frames(path: str | os.PathLike, start_frame: int = 0, stride: int = 1, 
         collector.add(_read_image(p), f"Image {p.name}")
         return collector.tensor(), None
     return load_video(p, start_frame, stride, max_frames, width, height, resize)
+
+
+def select_frames(images: torch.Tensor, start_frame: int = 0, stride: int = 1, max_frames: int = 0,
+                  width: int = 0, height: int = 0, resize: str = "crop") -> torch.Tensor:
+    """Frames already in memory (IMAGE `[N,H,W,C]`, e.g. a VIDEO's components) with the same selection and
+    resizing rules as a file: start_frame, every stride-th, at most max_frames (0 = all), then resized."""
+    _check_selection(start_frame, stride, max_frames)
+    if resize not in RESIZE_METHODS:
+        raise ValueError(f"Unknown resize method {resize!r}; choose one of {', '.join(RESIZE_METHODS)}.")
+    count = int(images.shape[0])
+    if start_frame >= count:
+        raise ValueError(f"start_frame {start_frame} is past the end of the video, which has {count} frames; "
+                         f"set start_frame to {max(0, count - 1)} or less.")
+    picked = images[start_frame::stride]
+    if max_frames:
+        picked = picked[:max_frames]
+    picked = picked[..., :3] if picked.shape[-1] >= 3 else picked[..., :1].expand(*picked.shape[:-1], 3)
+    h, w = int(picked.shape[1]), int(picked.shape[2])
+    tw, th = target_size(w, h, width, height)
+    if (tw, th) == (w, h):
+        return picked.float().clone()
+    return torch.stack([torch.from_numpy(resize_frame(f.float().cpu().numpy(), tw, th, resize)) for f in picked])

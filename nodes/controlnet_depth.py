@@ -14,6 +14,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from ..motion_core.frames import MISMATCH_POLICIES, match_frame_count, temporal_smooth
+from . import frame_count
 from .common import CATEGORY
 
 
@@ -91,7 +92,10 @@ class ControlNetDepthSequence(io.ComfyNode):
                              f"would never act. Set start_percent below end_percent.")
         depth = match_frame_count(depth, frames, on_mismatch, what="depth")
         if strength == 0:
-            return io.NodeOutput(positive, negative)
+            return io.NodeOutput(positive, negative)  # no ControlNet: its frame count binds nothing
+        # Sample Animation refuses another frame count than the one the depth maps were matched to.
+        positive, negative = ([[cond, frame_count.tag(extras, "ControlNet Depth Sequence", frames)]
+                               for cond, extras in conditioning] for conditioning in (positive, negative))
         depth = temporal_smooth(depth, temporal_smoothing)
         if depth.shape[-1] == 1:  # a single-channel map: ControlNets take 3 channels
             depth = depth.expand(*depth.shape[:-1], 3)

@@ -1,4 +1,4 @@
-"""Load Frames: a video file or an image folder -> IMAGE batch (decoding and resizing in motion_core.frames)."""
+"""Load Frames: a video file, an image folder or a VIDEO -> IMAGE batch (decoding and resizing in motion_core.frames)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import folder_paths
 from comfy_api.v0_0_2 import io
 
-from ..motion_core.frames import RESIZE_METHODS, load_frames
+from ..motion_core.frames import RESIZE_METHODS, load_frames, select_frames
 from .common import CATEGORY
 
 
@@ -31,13 +31,14 @@ class LoadFrames(io.ComfyNode):
             display_name="Load Frames",
             category=f"{CATEGORY}/frames",
             description=(
-                "Loads the frames of a video file, or the images of a folder in natural order (frame2 before "
-                "frame10), as an IMAGE batch - e.g. to make depth maps for ControlNet Depth Sequence or to start "
-                "video-to-video. Uses OpenCV."),
+                "Loads the frames of a video file, the images of a folder in natural order (frame2 before "
+                "frame10), or a VIDEO (core Load Video, Save Animation, ...) as an IMAGE batch - e.g. to make depth "
+                "maps for ControlNet Depth Sequence or to start video-to-video. frame_count can feed every frames "
+                "input of the workflow. Uses OpenCV."),
             inputs=[
                 io.String.Input("path", default="",
                                 tooltip="Video file or image folder. Absolute, or relative to ComfyUI's input "
-                                        "folder."),
+                                        "folder. Not used when a VIDEO is connected."),
                 io.Int.Input("start_frame", default=0, min=0, max=1_000_000,
                              tooltip="First frame (or image) to load, counted from 0."),
                 io.Int.Input("stride", default=1, min=1, max=1000,
@@ -56,6 +57,9 @@ class LoadFrames(io.ComfyNode):
                 io.Float.Input("folder_fps", default=8.0, min=0.1, max=240.0, step=0.1,
                                tooltip="Frame rate reported for an image folder or a single image (they carry no "
                                        "timing); a video reports its own."),
+                io.Video.Input("video", optional=True,
+                               tooltip="Optional VIDEO (core Load Video, Create Video, Save Animation...): used "
+                                       "instead of path; start_frame, stride, max_frames and resizing still apply."),
             ],
             outputs=[
                 io.Image.Output(display_name="IMAGE", tooltip="The frames, [frames, height, width, 3], 0..1."),
@@ -66,12 +70,19 @@ class LoadFrames(io.ComfyNode):
 
     @classmethod
     def execute(cls, path: str, start_frame: int, stride: int, max_frames: int, width: int, height: int,
-                resize: str, folder_fps: float) -> io.NodeOutput:
-        images, fps = load_frames(resolve_path(path), start_frame, stride, max_frames, width, height, resize)
+                resize: str, folder_fps: float, video=None) -> io.NodeOutput:
+        if video is not None:
+            components = video.get_components()
+            images = select_frames(components.images, start_frame, stride, max_frames, width, height, resize)
+            fps = float(components.frame_rate)
+        else:
+            images, fps = load_frames(resolve_path(path), start_frame, stride, max_frames, width, height, resize)
         return io.NodeOutput(images, int(images.shape[0]), float(fps) if fps else float(folder_fps))
 
     @classmethod
-    def fingerprint_inputs(cls, path: str, **kwargs):
+    def fingerprint_inputs(cls, path: str, video=None, **kwargs):
+        if video is not None:
+            return None  # a VIDEO input changes with its upstream node, which ComfyUI already tracks
         # Re-run when the file or folder changes on disk, not only when the inputs change.
         try:
             resolved = resolve_path(path)

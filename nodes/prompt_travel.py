@@ -4,6 +4,7 @@ from __future__ import annotations
 from comfy_api.v0_0_2 import io
 
 from ..motion_core.prompt_travel import INTERPOLATIONS, travel_conditioning
+from . import frame_count
 from .common import CATEGORY
 
 EXAMPLE = '0: "a calm sea, sunny sky"\n16: "a stormy sea, dark clouds"\n32: "a calm sea at sunset"'
@@ -54,7 +55,7 @@ class PromptTravel(io.ComfyNode):
 
         cond, pooled = travel_conditioning(schedule, frames, encode, pre_text, post_text, interpolation)
         extras = {} if pooled is None else {"pooled_output": pooled}
-        return io.NodeOutput([[cond, extras]])
+        return io.NodeOutput([[cond, frame_count.tag(extras, "Prompt Travel", frames)]])
 
 
 NODES = [PromptTravel]

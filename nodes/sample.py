@@ -18,6 +18,7 @@ from comfy_api.v0_0_2 import io, ui
 
 from ..motion_core import comfy as comfy_adapter
 from ..motion_core import guardrails
+from . import frame_count
 from .common import CATEGORY, ContextOptions
 
 MAX_SIZE = 8192
@@ -111,6 +112,7 @@ class SampleAnimation(io.ComfyNode):
         start = initial_latent(model, frames, width, height, latent, image, vae)
         # Windows given here replace Inflate Model's; an impossible frame count or a per-frame input of another
         # length then fails in the adapter's pre-sampling check, before the first step.
+        frame_count.check(int(start["samples"].shape[0]), "Sample Animation", positive=positive, negative=negative)
         model = comfy_adapter.sampling_model(model, context_options)
         samples = sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name, scheduler, denoise)
         attachment = comfy_adapter.motion_attachment(model)

@@ -1,5 +1,8 @@
 """Save Animation: IMAGE frames -> GIF / WebP (Pillow) or MP4 (PyAV, OpenCV as fallback), with a looping preview.
 
+It also outputs ComfyUI's VIDEO (frames + fps, comfy_api's VideoFromComponents), so core Save Video / Get Video
+Components and VIDEO-aware packs take the result; the user's encoder choice here is unaffected by that.
+
 The workflow (prompt + extra_pnginfo, as core's image savers embed it) goes into the file where the format has
 room for it: the GIF comment, WebP EXIF (the same tags core's SaveAnimatedWEBP uses), MP4 metadata tags.
 """
@@ -11,11 +14,12 @@ import os
 from fractions import Fraction
 
 import numpy as np
+import torch
 from PIL import Image
 
 import folder_paths
 from comfy.cli_args import args
-from comfy_api.v0_0_2 import io, ui
+from comfy_api.v0_0_2 import InputImpl, Types, io, ui
 
 from ..motion_core.gif import write_gif
 from .common import CATEGORY
@@ -134,7 +138,10 @@ class SaveAnimation(io.ComfyNode):
                 io.Boolean.Input("save_output", default=True,
                                  tooltip="On: save to the output folder. Off: temporary file, preview only."),
             ],
-            outputs=[],
+            outputs=[io.Video.Output(display_name="VIDEO",
+                                     tooltip="The frames as saved (ping-pong included) with their fps, as ComfyUI's "
+                                             "VIDEO: connect core Save Video (MP4 with the workflow embedded), Get "
+                                             "Video Components or Load Frames.")],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
         )
@@ -160,7 +167,19 @@ class SaveAnimation(io.ComfyNode):
             save_webp(path, frames, fps, loop_count, meta)
         else:
             save_mp4(path, frames, fps, meta)
-        return io.NodeOutput(ui=ui.PreviewVideo([ui.SavedResult(name, subfolder, folder_type)]))
+        # "animated": the editor previews WebP/MP4 itself; web/js/save_animation_preview.js adds the GIF player.
+        return io.NodeOutput(as_video(images, ping_pong, fps),
+                             ui=ui.PreviewVideo([ui.SavedResult(name, subfolder, folder_type)]))
+
+
+def as_video(images, ping_pong: bool, fps: float):
+    """ComfyUI's VIDEO of the frames as written to the file: RGB floats, same ping-pong order, same rate."""
+    frames = images[..., :3] if images.shape[-1] >= 3 else images[..., :1].expand(*images.shape[:-1], 3)
+    if ping_pong and frames.shape[0] > 2:
+        frames = torch.cat([frames, frames[1:-1].flip(0)])  # the order to_uint8_frames writes
+    rate = Fraction(round(fps * 1000), 1000)
+    return InputImpl.VideoFromComponents(Types.VideoComponents(images=frames.cpu().float(), audio=None,
+                                                               frame_rate=rate))
 
 
 NODES = [SaveAnimation]

@@ -72,6 +72,18 @@ if "# motionkit-guard" not in src:
     path.write_text(src)
 PYEOF
 
+# The browser tests (tests/browser) drive Debian's chromium through Playwright (pip package, in
+# requirements-host.txt); nothing downloads a browser build. Without chromium they are skipped, loudly.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium (apt-get) for the browser tests"
+    (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium) >"$HOST/apt-chromium.log" 2>&1 \
+      || echo "WARNING: chromium could not be installed (see $HOST/apt-chromium.log): the browser tests will be SKIPPED" >&2
+  else
+    echo "WARNING: no chromium and no root apt-get here: the browser tests (tests/browser) will be SKIPPED" >&2
+  fi
+fi
+
 mkdir -p "$COMFY/custom_nodes"
 ln -sfn "$ROOT" "$COMFY/custom_nodes/$PACK_NAME"
 # Importing torch takes seconds: check it only when something was (re)installed.

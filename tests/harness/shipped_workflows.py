@@ -104,12 +104,13 @@ def shrink(prompt: dict, prefix: str, frames: int = FRAMES, size: int = SIZE) ->
     """Same graph, test-sized: every frame count, size and step count of the pack's nodes, and the save prefix."""
     for node in prompt.values():
         inputs, kind = node["inputs"], node["class_type"]
+        if kind in ("ADMK_SampleAnimation", "ADMK_PromptTravel", "ADMK_ControlNetDepthSequence") \
+                and not isinstance(inputs.get("frames"), list):  # a wired frame count stays wired
+            inputs["frames"] = frames
         if kind == "ADMK_SampleAnimation":
-            inputs.update(frames=frames, width=size, height=size, steps=1)
+            inputs.update(width=size, height=size, steps=1)
         elif kind == "ADMK_LoadFrames":
             inputs.update(max_frames=frames, width=size, height=size)
-        elif kind in ("ADMK_PromptTravel", "ADMK_ControlNetDepthSequence"):
-            inputs["frames"] = frames
         elif kind == "ADMK_SaveAnimation":
             inputs["filename_prefix"] = prefix
     return prompt

@@ -214,9 +214,11 @@ def test_depth_workflow_converts_and_passes_comfyui_validation(comfy, comfy_pack
 
     prompt = convert_workflow(wf, comfy.object_info())
     by_type = {n["class_type"]: n["inputs"] for n in prompt.values()}
-    # the three frame counts of the graph agree
-    assert by_type["ADMK_PromptTravel"]["frames"] == by_type["ADMK_ControlNetDepthSequence"]["frames"] \
-        == by_type["ADMK_SampleAnimation"]["frames"] == 32
+    # one frame count: Load Frames' frame_count (at most max_frames = 32) feeds the three frames inputs
+    load_frames = next(k for k, n in prompt.items() if n["class_type"] == "ADMK_LoadFrames")
+    for kind in ("ADMK_PromptTravel", "ADMK_ControlNetDepthSequence", "ADMK_SampleAnimation"):
+        assert by_type[kind]["frames"] == [load_frames, 1], kind
+    assert by_type["ADMK_LoadFrames"]["max_frames"] == 32
     assert by_type["ADMK_LoadFrames"]["path"] == "depth_frames"
     valid, error, outputs, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
     assert valid, (error, node_errors)
