@@ -162,9 +162,9 @@ def test_prompt_schedule_for_another_frame_count_is_refused_before_sampling(comf
     with pytest.raises(comfy.PromptExecutionError) as err:
         comfy.run_prompt(prompt)
     assert err.value.node_type == "ADMK_SampleAnimation"
-    message = str(err.value.original)
-    assert "positive conditioning has 4 rows" in message and "animation has 6 frames" in message
-    assert "Set frames to 6 in Prompt Travel" in message
+    message = str(err.value.original)  # the node-level frame-count check names both nodes and both counts
+    assert "Prompt Travel was set to 4 frames, but Sample Animation makes 6" in message
+    assert "Wire one integer into both frames inputs" in message
     progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
@@ -178,7 +178,7 @@ def test_sample_animation_on_an_un_inflated_model_also_refuses_a_mismatched_sche
     with pytest.raises(comfy.PromptExecutionError) as err:
         comfy.run_prompt(prompt)
     assert err.value.node_type == "ADMK_SampleAnimation"
-    assert "positive conditioning has 4 rows" in str(err.value.original)
+    assert "Prompt Travel was set to 4 frames, but Sample Animation makes 6" in str(err.value.original)
     progress = [d for e, d in comfy._state["server"].messages if e == "progress"]
     assert not any(str(d.get("node")) == "20" for d in progress)  # not a single sampling step ran
 
