@@ -32,13 +32,14 @@ CASES = ("plain", "inflated", "bf16")
 
 
 class PartTimer:
-    """Wall time spent inside the motion layers (forward pre/post hooks on every MotionLayer)."""
+    """Wall and process CPU time spent inside the motion layers (forward pre/post hooks on every MotionLayer)."""
 
     def __init__(self, layer_cls):
         import torch
 
         self.layer_cls = layer_cls
         self.inside = 0.0
+        self.inside_cpu = 0.0
         self._start = None
         self._handles = [
             torch.nn.modules.module.register_module_forward_pre_hook(self._pre),
@@ -47,11 +48,12 @@ class PartTimer:
 
     def _pre(self, module, args):
         if isinstance(module, self.layer_cls):
-            self._start = time.perf_counter()
+            self._start = (time.perf_counter(), time.process_time())
 
     def _post(self, module, args, out):
         if isinstance(module, self.layer_cls) and self._start is not None:
-            self.inside += time.perf_counter() - self._start
+            self.inside += time.perf_counter() - self._start[0]
+            self.inside_cpu += time.process_time() - self._start[1]
             self._start = None
 
     def close(self):
@@ -138,7 +140,7 @@ def run(args) -> dict:
            "cpu_bf16": precision_mod.cpu_has_native_bf16(), "sizes": {}}
     for size in args.sizes:
         steps = {c: _step_fn(models[c], size, args.frames) for c in cases}
-        res = {c: {"wall": [], "cpu": [], "motion": []} for c in cases}
+        res = {c: {"wall": [], "cpu": [], "motion": [], "motion_cpu": []} for c in cases}
         latents = {}
         for c in cases:  # warm-up (first-call allocations, weight casts) and the outputs compared below
             t0 = time.perf_counter()
@@ -156,12 +158,15 @@ def run(args) -> dict:
                 res[c]["wall"].append(wall)
                 res[c]["cpu"].append(cpu)
                 res[c]["motion"].append(timer.inside)
+                res[c]["motion_cpu"].append(timer.inside_cpu)
         flops = {c: _count_flops(steps[c]) for c in cases if c != "bf16"} if not args.no_flops else {}
         entry = {}
         for c in cases:
             rest = [w - m for w, m in zip(res[c]["wall"], res[c]["motion"])]
+            rest_cpu = [w - m for w, m in zip(res[c]["cpu"], res[c]["motion_cpu"])]
             entry[c] = {"wall": _spread(res[c]["wall"]), "cpu": _spread(res[c]["cpu"]),
-                        "motion": _spread(res[c]["motion"]), "rest": _spread(rest)}
+                        "motion": _spread(res[c]["motion"]), "rest": _spread(rest),
+                        "motion_cpu": _spread(res[c]["motion_cpu"]), "rest_cpu": _spread(rest_cpu)}
         if "bf16" in cases and "inflated" in cases:
             ref = latents["inflated"]
             entry["bf16_max_abs_err"] = (latents["bf16"] - ref).abs().max().item()
@@ -175,21 +180,23 @@ def run(args) -> dict:
 def _print_size(size, entry, cases, args, repeat):
     print(f"\n{size} px ({size // 8}x{size // 8} latent), {args.frames} frames x cond+uncond, 1 euler step, "
           f"{repeat} paired runs, {args.threads} threads; seconds median [min-max]", flush=True)
-    print(f"{'case':<10}{'wall s':>24}{'cpu s':>24}{'in motion s':>14}{'rest s':>10}")
+    print(f"{'case':<10}{'wall s':>24}{'cpu s':>24}{'motion wall/cpu s':>19}{'rest wall/cpu s':>17}")
     for c in cases:
         e = entry[c]
         w, cp = e["wall"], e["cpu"]
         print(f"{c:<10}{w['median']:>9.2f} [{w['min']:6.2f}-{w['max']:6.2f}]{cp['median']:>9.2f} "
-              f"[{cp['min']:6.2f}-{cp['max']:6.2f}]{e['motion']['median']:>14.2f}{e['rest']['median']:>10.2f}")
+              f"[{cp['min']:6.2f}-{cp['max']:6.2f}]{e['motion']['median']:>12.2f}/{e['motion_cpu']['median']:<6.2f}"
+              f"{e['rest']['median']:>10.2f}/{e['rest_cpu']['median']:<6.2f}")
     if "plain" in cases and "inflated" in cases:
         p, f = entry["plain"], entry["inflated"]
         print(f"inflated/plain: wall x{f['wall']['median'] / p['wall']['median']:.2f} "
               f"(per-pair min/max x{min(a / b for a, b in zip(f['wall']['all'], p['wall']['all'])):.2f}"
               f"-{max(a / b for a, b in zip(f['wall']['all'], p['wall']['all'])):.2f}), "
               f"cpu x{f['cpu']['median'] / p['cpu']['median']:.2f}")
-        print(f"rest of the UNet inflated / plain UNet: x{f['rest']['median'] / p['wall']['median']:.2f} "
-              f"(1.00 = no slowdown outside the motion layers); motion layers / rest: "
-              f"{f['motion']['median'] / f['rest']['median']:.2f}")
+        print(f"rest of the UNet inflated / plain UNet: wall x{f['rest']['median'] / p['wall']['median']:.2f}, "
+              f"cpu x{f['rest_cpu']['median'] / p['cpu']['median']:.2f} (1.00 = no slowdown outside the motion "
+              f"layers); motion layers / rest: wall {f['motion']['median'] / f['rest']['median']:.2f}, "
+              f"cpu {f['motion_cpu']['median'] / f['rest_cpu']['median']:.2f}")
         if entry["flops"]:
             fp, fi = entry["flops"]["plain"], entry["flops"]["inflated"]
             print(f"FLOPs per step: plain {fp / 1e12:.3f} T, inflated {fi / 1e12:.3f} T -> FLOP limit x{fi / fp:.3f} "
