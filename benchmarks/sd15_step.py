@@ -205,7 +205,9 @@ def _print_size(size, entry, cases, args, repeat):
     if "bf16" in cases and "inflated" in cases:
         f, b = entry["inflated"], entry["bf16"]
         print(f"bf16 motion module vs fp32 inflated: step x{f['wall']['median'] / b['wall']['median']:.2f} faster "
-              f"(motion layers x{f['motion']['median'] / b['motion']['median']:.2f}); max |latent difference| "
+              f"(cpu x{f['cpu']['median'] / b['cpu']['median']:.2f}; motion layers wall "
+              f"x{f['motion']['median'] / b['motion']['median']:.2f}, cpu "
+              f"x{f['motion_cpu']['median'] / b['motion_cpu']['median']:.2f}); max |latent difference| "
               f"{entry['bf16_max_abs_err']:.2e} (what the motion module changes: up to "
               f"{entry['bf16_motion_effect'] or float('nan'):.2e})")
 
