@@ -187,16 +187,17 @@ def _print_size(size, entry, cases, args, repeat):
         print(f"{c:<10}{w['median']:>9.2f} [{w['min']:6.2f}-{w['max']:6.2f}]{cp['median']:>9.2f} "
               f"[{cp['min']:6.2f}-{cp['max']:6.2f}]{e['motion']['median']:>12.2f}/{e['motion_cpu']['median']:<6.2f}"
               f"{e['rest']['median']:>10.2f}/{e['rest_cpu']['median']:<6.2f}")
+    def r(a, b, key_a, key_b=None):  # ratio of medians
+        return a[key_a]["median"] / b[key_b or key_a]["median"]
+
     if "plain" in cases and "inflated" in cases:
         p, f = entry["plain"], entry["inflated"]
-        print(f"inflated/plain: wall x{f['wall']['median'] / p['wall']['median']:.2f} "
-              f"(per-pair min/max x{min(a / b for a, b in zip(f['wall']['all'], p['wall']['all'])):.2f}"
-              f"-{max(a / b for a, b in zip(f['wall']['all'], p['wall']['all'])):.2f}), "
-              f"cpu x{f['cpu']['median'] / p['cpu']['median']:.2f}")
-        print(f"rest of the UNet inflated / plain UNet: wall x{f['rest']['median'] / p['wall']['median']:.2f}, "
-              f"cpu x{f['rest_cpu']['median'] / p['cpu']['median']:.2f} (1.00 = no slowdown outside the motion "
-              f"layers); motion layers / rest: wall {f['motion']['median'] / f['rest']['median']:.2f}, "
-              f"cpu {f['motion_cpu']['median'] / f['rest_cpu']['median']:.2f}")
+        pairs = [a / b for a, b in zip(f["wall"]["all"], p["wall"]["all"])]
+        print(f"inflated/plain: wall x{r(f, p, 'wall'):.2f} (per-pair min/max x{min(pairs):.2f}-{max(pairs):.2f}), "
+              f"cpu x{r(f, p, 'cpu'):.2f}")
+        print(f"rest of the UNet inflated / plain UNet: wall x{r(f, p, 'rest', 'wall'):.2f}, cpu "
+              f"x{r(f, p, 'rest_cpu', 'cpu'):.2f} (1.00 = no slowdown outside the motion layers); motion layers / "
+              f"rest: wall {r(f, f, 'motion', 'rest'):.2f}, cpu {r(f, f, 'motion_cpu', 'rest_cpu'):.2f}")
         if entry["flops"]:
             fp, fi = entry["flops"]["plain"], entry["flops"]["inflated"]
             print(f"FLOPs per step: plain {fp / 1e12:.3f} T, inflated {fi / 1e12:.3f} T -> FLOP limit x{fi / fp:.3f} "
@@ -204,13 +205,10 @@ def _print_size(size, entry, cases, args, repeat):
                   f"{fp / p['wall']['median'] / 1e9:.0f} GFLOP/s wall")
     if "bf16" in cases and "inflated" in cases:
         f, b = entry["inflated"], entry["bf16"]
-        print(f"bf16 motion module vs fp32 inflated: step x{f['wall']['median'] / b['wall']['median']:.2f} faster "
-              f"(cpu x{f['cpu']['median'] / b['cpu']['median']:.2f}; motion layers wall "
-              f"x{f['motion']['median'] / b['motion']['median']:.2f}, cpu "
-              f"x{f['motion_cpu']['median'] / b['motion_cpu']['median']:.2f}); max |latent difference| "
-              f"{entry['bf16_max_abs_err']:.2e} (what the motion module changes: up to "
+        print(f"bf16 motion module vs fp32 inflated: step x{r(f, b, 'wall'):.2f} faster (cpu x{r(f, b, 'cpu'):.2f}; "
+              f"motion layers wall x{r(f, b, 'motion'):.2f}, cpu x{r(f, b, 'motion_cpu'):.2f}); max |latent "
+              f"difference| {entry['bf16_max_abs_err']:.2e} (what the motion module changes: up to "
               f"{entry['bf16_motion_effect'] or float('nan'):.2e})")
-
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_inflate import CPU, inflate, run, tiny_model_patcher, tiny_motion_module  # noqa: F401 (boots ComfyUI)
+from test_inflate import CPU, inflate, motion, patcher, run  # noqa: F401 (boots ComfyUI; shared fixtures)
 
 from motion_core import precision
 from motion_core.comfy import MotionLayer
@@ -13,16 +13,6 @@ from motion_core.comfy import injection as comfy_injection
 from motion_core.errors import MotionFormatError
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def patcher():
-    return tiny_model_patcher()
-
-
-@pytest.fixture(scope="module")
-def motion():
-    return tiny_motion_module()
 
 
 def _layer_dtypes(model):
