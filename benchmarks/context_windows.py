@@ -137,6 +137,9 @@ def main(argv=None) -> int:
         print(json.dumps(run_case(int(args.case[0]), args.case[1], args)), flush=True)
         return 0
 
+    load = os.getloadavg()
+    print(f"load average {load[0]:.1f} / {load[1]:.1f} (1/5 min) on {os.cpu_count()} CPUs: a shared machine, CPU "
+          "times are less noisy than wall times")
     print(f"reduced SD1.5 UNet (model_channels {args.channels}, 2 levels), latent {args.latent}x{args.latent}, "
           f"{args.steps} euler steps, cfg 5, per-frame prompts; windows: length {CONTEXT_LENGTH}, overlap "
           f"{CONTEXT_OVERLAP}, uniform, pyramid; CPU, {args.threads} threads")
@@ -160,6 +163,23 @@ def main(argv=None) -> int:
             continue
         growth = b["peak_growth_mb"] / a["peak_growth_mb"] if a["peak_growth_mb"] > 0 else float("nan")
         print(f"  {mode:6} memory x{growth:.2f}   cpu time x{b['cpu_seconds'] / a['cpu_seconds']:.2f}")
+    if "admk" in args.modes:
+        # Linear in windows: the CPU time per window stays constant; flat memory: the peak growth stays constant.
+        sys.path.insert(0, str(REPO))
+        from motion_core.context import build_windows
+
+        print(f"\nadmk windows (length {CONTEXT_LENGTH}, overlap {CONTEXT_OVERLAP}): time per window and peak memory")
+        first = None
+        for frames in args.frames:
+            r = results[("admk", frames)]
+            if "error" in r:
+                continue
+            count = len(build_windows(frames, CONTEXT_LENGTH, CONTEXT_OVERLAP, 1, "uniform"))
+            per_window = r["cpu_seconds"] / count
+            first = first or (per_window, r["peak_growth_mb"])
+            print(f"  {frames:4d} frames: {count:3d} windows, {per_window:7.3f} cpu s/window "
+                  f"(x{per_window / first[0]:.2f} of the shortest clip), peak growth {r['peak_growth_mb']:.0f} MB "
+                  f"(x{r['peak_growth_mb'] / first[1]:.3f})")
     for frames in args.frames:
         a, b = results.get(("admk", frames)), results.get(("none", frames))
         if a and b and "error" not in a and "error" not in b:

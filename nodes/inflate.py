@@ -6,6 +6,7 @@ from comfy_api.v0_0_2 import io, ui
 from .. import motion_core
 from ..motion_core import guardrails
 from ..motion_core import comfy as comfy_adapter
+from ..motion_core.precision import PRECISION_HELP, PRECISIONS
 from .common import CATEGORY, MOTION_MODELS, ContextOptions, MotionModule, file_list, full_path
 
 NO_ADAPTER = "none"
@@ -60,19 +61,23 @@ class InflateModel(io.ComfyNode):
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="Optional sliding context windows for animations longer than the "
                                              "module's frame limit (from a Context Options node)."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", optional=True,
+                               tooltip="Dtype the motion module computes in (the rest of the model is unchanged). "
+                                       + "; ".join(f"{k}: {v}" for k, v in PRECISION_HELP.items()) + ". Where the "
+                                       "device has no native support for the choice, the model's dtype is used."),
             ],
             outputs=[io.Model.Output(display_name="MODEL", tooltip="The animating model (a patched copy).")],
         )
 
     @classmethod
     def execute(cls, model, motion_module, domain_adapter: str, adapter_scale: float, motion_strength: float,
-                beta_schedule: str, context_options=None) -> io.NodeOutput:
+                beta_schedule: str, context_options=None, precision: str = "auto") -> io.NodeOutput:
         adapter = None
         if domain_adapter != NO_ADAPTER and adapter_scale != 0.0:
             adapter = motion_core.load_domain_adapter(adapter_path(domain_adapter))
         inflated = comfy_adapter.inflate(model, motion_module, adapter=adapter, adapter_scale=adapter_scale,
                                          motion_strength=motion_strength, beta_schedule=beta_schedule,
-                                         context_options=context_options)
+                                         context_options=context_options, precision=precision)
         return io.NodeOutput(inflated, ui=ui.PreviewText(inflate_note(inflated, motion_strength, context_options)))
 
 

@@ -7,6 +7,7 @@ from comfy_api.v0_0_2 import io, ui
 
 from .. import motion_core
 from ..motion_core import guardrails
+from ..motion_core.module_cache import MOTION_FILES
 from .common import CATEGORY, MOTION_LORAS, MOTION_MODELS, MotionModule, file_list, full_path
 
 log = logging.getLogger(__name__)
@@ -38,8 +39,9 @@ class LoadMotionModule(io.ComfyNode):
     @classmethod
     def execute(cls, model_name: str) -> io.NodeOutput:
         # dtype=None keeps the file's precision (half the memory for fp16 files); Inflate Model casts the
-        # weights to the UNet's compute dtype when it injects them.
-        mm = motion_core.load_motion_module(full_path(MOTION_MODELS, model_name), dtype=None)
+        # weights to the UNet's compute dtype when it injects them. An unchanged file comes from memory (a
+        # workflow switch re-runs this node): a new module object over the cached, never-written weights.
+        mm = MOTION_FILES.load(full_path(MOTION_MODELS, model_name), dtype=None)
         summary = f"{model_name}: {mm.info.summary()}"
         log.info("AnimateDiff MotionKit: %s", summary)
         return io.NodeOutput(mm, summary, ui=ui.PreviewText(summary))

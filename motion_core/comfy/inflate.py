@@ -8,6 +8,7 @@ import comfy.patcher_extension
 
 from ..context import check_context_fits
 from ..errors import MotionFormatError
+from ..precision import PRECISIONS
 from .attachment import KEY, MotionAttachment, motion_attachment
 from .checks import _frame_check_wrapper, refuse_core_context_windows
 from .domain_adapter import _adapter_patches
@@ -23,7 +24,7 @@ def _eject_after_run(model_patcher) -> None:
 
 
 def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float = 1.0, motion_strength: float = 1.0,
-            beta_schedule: str = "auto", context_options=None):
+            beta_schedule: str = "auto", context_options=None, precision: str = "auto"):
     """A clone of `model_patcher` that runs `motion_module` in its UNet. Inputs are left untouched.
 
     Raises MotionFormatError (before any sampling) when the module and the model do not belong together.
@@ -36,6 +37,8 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
             "This MODEL already has a motion module (it went through Inflate Model before). Connect the "
             "un-inflated MODEL from the checkpoint loader (apply MotionLoRAs to the motion module with Apply "
             "MotionLoRA instead).")
+    if precision not in PRECISIONS:
+        raise MotionFormatError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     pairs = match_slots(model_patcher, motion_module)
     schedule = resolve_beta_schedule(beta_schedule, motion_module)
     info = motion_module.info
@@ -44,7 +47,7 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
     state = _RunState()
     # motion_strength scales only the temporal residual; at 0 the model is the un-inflated one (under the
     # module's schedule), so v1's across-frame GroupNorm, part of the motion, is off as well.
-    injection = _MotionInjection(pairs, _WeightCache(motion_module), motion_strength, state,
+    injection = _MotionInjection(pairs, _WeightCache(motion_module, precision), motion_strength, state,
                                  frame_norms=(info.version == "v1" and float(motion_strength) != 0.0))
     patched.set_injections(KEY, [comfy.patcher_extension.PatcherInjection(injection.inject, injection.eject)])
     patched.set_model_forward_timestep_embed_patch((MotionLayer, _motion_layer_handler))

@@ -21,6 +21,7 @@ from comfy.ldm.modules.diffusionmodules.openaimodel import ResBlock
 
 from ..errors import MotionFormatError
 from ..norms import FrameGroupNorm
+from ..precision import motion_dtype
 from .placement import MotionSlot
 
 
@@ -95,11 +96,13 @@ class _WeightCache:
     and are dropped when ComfyUI detaches the model to free memory; CPU copies are kept.
     """
 
-    def __init__(self, motion_module: nn.Module):
+    def __init__(self, motion_module: nn.Module, precision: str = "auto"):
         self.source = motion_module
+        self.precision = precision  # motion_core.precision: "auto" keeps the UNet's dtype
         self.copies: Dict[Tuple[str, torch.dtype], nn.Module] = {}
 
     def get(self, device: torch.device, dtype: torch.dtype) -> nn.Module:
+        dtype = motion_dtype(self.precision, device, dtype)
         ref = next(self.source.parameters())
         if ref.device == device and ref.dtype == dtype:
             return self.source
