@@ -18,7 +18,7 @@ import latent_preview
 from comfy_api.v0_0_2 import io
 
 from ..motion_core import comfy as comfy_adapter
-from .common import CATEGORY, ContextOptions
+from .common import CATEGORY, ContextOptions, FreeInitSettings
 
 MAX_SIZE = 8192
 
@@ -60,10 +60,17 @@ def check_conditioning(name: str, conditioning, frames: int) -> None:
 
 
 def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,
-                  scheduler: str, denoise: float) -> dict:
-    """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch."""
+                  scheduler: str, denoise: float, freeinit=None) -> dict:
+    """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch;
+    with FreeInit settings of more than one iteration, the adapter's multi-pass loop instead."""
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    if freeinit is not None and freeinit.iterations > 1:
+        samples = comfy_adapter.sample_freeinit(
+            model, positive, negative, latent_image, noise, seed=seed, steps=steps, cfg=cfg,
+            sampler_name=sampler_name, scheduler=scheduler, denoise=denoise, noise_mask=latent.get("noise_mask"),
+            batch_index=latent.get("batch_index"), options=freeinit, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
+        return dict(latent, samples=samples)
     callback = latent_preview.prepare_callback(model, steps)
     samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                                   denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
@@ -118,6 +125,10 @@ class SampleAnimation(io.ComfyNode):
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="Optional sliding context windows (overrides the ones given to "
                                              "Inflate Model)."),
+                FreeInitSettings.Input("freeinit", optional=True,
+                                       tooltip="Optional FreeInit settings: several sampling passes, each starting "
+                                               "from the low frequencies of the last (steadier objects; costs a "
+                                               "pass each)."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The denoised frames, one latent per frame.")],
         )
@@ -125,7 +136,7 @@ class SampleAnimation(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, frames: int, width: int, height: int, seed: int, steps: int,
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
-                context_options=None) -> io.NodeOutput:
+                context_options=None, freeinit=None) -> io.NodeOutput:
         start = initial_latent(model, frames, width, height, latent, image, vae)
         for name, conditioning in (("positive", positive), ("negative", negative)):
             check_conditioning(name, conditioning, start["samples"].shape[0])
@@ -134,7 +145,7 @@ class SampleAnimation(io.ComfyNode):
         # Before any step: an impossible frame count fails now, not after minutes of sampling.
         comfy_adapter.check_frames(model, start["samples"].shape[0], context_options)
         return io.NodeOutput(sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name,
-                                           scheduler, denoise))
+                                           scheduler, denoise, freeinit))
 
 
 NODES = [SampleAnimation]
