@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_inflate import CONTEXT, conds, tiny_model_patcher, tiny_motion_module  # noqa: E402  (bootstraps ComfyUI)
+# test_inflate bootstraps ComfyUI and holds the tiny UNet / motion module fixtures these tests share
+from test_inflate import conds, motion, patcher  # noqa: E402,F401
 
 import comfy.model_management  # noqa: E402
 import comfy.sample  # noqa: E402
@@ -24,16 +25,6 @@ from motion_core.freenoise import reschedule_noise  # noqa: E402
 from motion_core.motion_scale import MotionScale  # noqa: E402
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def patcher():
-    return tiny_model_patcher()
-
-
-@pytest.fixture(scope="module")
-def motion():
-    return tiny_motion_module()
 
 
 def sample(model, noise, steps=2, seed=0, positive=None, negative=None, sampler="euler"):
