@@ -23,7 +23,6 @@ Pure torch (ComfyUI-free); the sampler wiring is in motion_core/comfy/freeinit.p
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch

@@ -92,7 +92,8 @@ def test_freenoise_lays_out_the_samplers_noise(patcher, motion):
         by_hand = sample(inflate(patcher, motion, context_options=plain), reschedule_noise(noise, options, seed),
                          seed=seed)
         assert torch.equal(with_freenoise, by_hand)
-        assert not torch.equal(with_freenoise, sample(inflate(patcher, motion, context_options=plain), noise, seed=seed))
+        independent = sample(inflate(patcher, motion, context_options=plain), noise, seed=seed)
+        assert not torch.equal(with_freenoise, independent)
 
 
 def test_freenoise_single_window_is_unchanged(patcher, motion):
@@ -222,8 +223,8 @@ def test_reinit_keeps_low_frequencies_of_the_diffused_result(patcher):
     s = torch.tensor([sigma])
     start = sampling.noise_scaling(s, new, latent, True)
     from motion_core.freeinit import mix_frames
-    expected = mix_frames(sampling.noise_scaling(s, first, result, True), sampling.noise_scaling(s, fresh, latent, True),
-                          options)
+    expected = mix_frames(sampling.noise_scaling(s, first, result, True),
+                          sampling.noise_scaling(s, fresh, latent, True), options)
     assert torch.allclose(start, expected, atol=1e-3)
 
 
@@ -232,7 +233,8 @@ def test_reinit_keeps_low_frequencies_of_the_diffused_result(patcher):
 def test_nodes_build_the_settings(pack_node, patcher, motion):
     ctx = pack_node("context_options").ContextOptionsNode.execute(8, 2, 1, "uniform", "pyramid", "freenoise").result[0]
     assert ctx.noise == "freenoise"
-    assert pack_node("context_options").ContextOptionsNode.execute(8, 2, 1, "uniform", "pyramid").result[0].noise == "default"
+    plain = pack_node("context_options").ContextOptionsNode.execute(8, 2, 1, "uniform", "pyramid").result[0]
+    assert plain.noise == "default"
     fi = pack_node("freeinit").FreeInitNode.execute(3, "gaussian", 0.3, 0.2, 4, True).result[0]
     assert (fi.iterations, fi.filter, fi.d_s, fi.d_t, fi.coarse_to_fine) == (3, "gaussian", 0.3, 0.2, True)
     node = pack_node("motion_scale").MotionStrengthSchedule
