@@ -32,6 +32,7 @@ import torch
 
 MODES = ("uniform", "looped", "static")
 FUSE_METHODS = ("pyramid", "flat")
+NOISE_MODES = ("default", "freenoise")  # initial noise layout over the clip: independent, or FreeNoise (freenoise.py)
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,14 @@ class ContextOptions:
     stride: int = 1
     mode: str = "uniform"
     fuse: str = "pyramid"
+    noise: str = "default"
 
     def __post_init__(self):
         _validate(self.length, self.overlap, self.stride, self.mode)
         if self.fuse not in FUSE_METHODS:
             raise ValueError(f"Unknown fuse method {self.fuse!r}; choose one of {', '.join(FUSE_METHODS)}.")
+        if self.noise not in NOISE_MODES:
+            raise ValueError(f"Unknown noise layout {self.noise!r}; choose one of {', '.join(NOISE_MODES)}.")
 
     def windows(self, num_frames: int) -> list[list[int]]:
         return build_windows(num_frames, self.length, self.overlap, self.stride, self.mode)

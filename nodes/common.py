@@ -13,6 +13,7 @@ CATEGORY = "AnimateDiff MotionKit"
 # connect one pack's object to the other pack's node.
 MotionModule = io.Custom("ADMK_MOTION_MODULE")
 ContextOptions = io.Custom("ADMK_CONTEXT_OPTIONS")
+FreeInitSettings = io.Custom("ADMK_FREEINIT")
 
 # Folder names shared with the most used AnimateDiff pack, so files users already have are found.
 MOTION_MODELS = "animatediff_models"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from comfy_api.v0_0_2 import io
 
-from ..motion_core.context import FUSE_METHODS, MODES, ContextOptions
+from ..motion_core.context import FUSE_METHODS, MODES, NOISE_MODES, ContextOptions
 from .common import CATEGORY, ContextOptions as ContextOptionsType
 
 
@@ -39,6 +39,12 @@ class ContextOptionsNode(io.ComfyNode):
                 io.Combo.Input("fuse_method", options=list(FUSE_METHODS), default="pyramid",
                                tooltip="How overlapping windows are blended. pyramid: a frame trusts the window "
                                        "in which it sits most centrally (hides joins). flat: plain average."),
+                io.Combo.Input("noise", options=list(NOISE_MODES), default="default", optional=True,
+                               tooltip="Initial noise over a clip longer than one window. default: fresh noise "
+                                       "for every frame. freenoise (FreeNoise, Qiu et al. 2023): only the first "
+                                       "window's frames get fresh noise, later frames reuse it shuffled (seeded), "
+                                       "so every window starts alike and objects keep their identity along the "
+                                       "clip. Applies to Sample Animation and to KSampler on the inflated model."),
             ],
             outputs=[ContextOptionsType.Output(display_name="CONTEXT_OPTIONS",
                                                tooltip="Connect to Sample Animation or Inflate Model.")],
@@ -46,11 +52,11 @@ class ContextOptionsNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, context_length: int, context_overlap: int, context_stride: int, mode: str,
-                fuse_method: str) -> io.NodeOutput:
+                fuse_method: str, noise: str = "default") -> io.NodeOutput:
         if mode == "static":
             context_overlap = 0  # static windows never overlap; don't refuse a leftover overlap value
         return io.NodeOutput(ContextOptions(length=context_length, overlap=context_overlap, stride=context_stride,
-                                            mode=mode, fuse=fuse_method))
+                                            mode=mode, fuse=fuse_method, noise=noise))
 
 
 NODES = [ContextOptionsNode]

@@ -19,7 +19,7 @@ from comfy_api.v0_0_2 import io, ui
 from ..motion_core import comfy as comfy_adapter
 from ..motion_core import guardrails
 from . import frame_count
-from .common import CATEGORY, ContextOptions
+from .common import CATEGORY, ContextOptions, FreeInitSettings
 
 MAX_SIZE = 8192
 
@@ -43,10 +43,17 @@ def initial_latent(model, frames: int, width: int, height: int, latent=None, ima
 
 
 def sample_latent(model, positive, negative, latent: dict, seed: int, steps: int, cfg: float, sampler_name: str,
-                  scheduler: str, denoise: float) -> dict:
-    """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch."""
+                  scheduler: str, denoise: float, freeinit=None) -> dict:
+    """What core KSampler does (noise from the seed, preview callback, progress bar) on the whole frame batch;
+    with FreeInit settings of more than one iteration, the adapter's multi-pass loop instead."""
     latent_image = comfy.sample.fix_empty_latent_channels(model, latent["samples"])
     noise = comfy.sample.prepare_noise(latent_image, seed, latent.get("batch_index"))
+    if freeinit is not None and freeinit.iterations > 1:
+        samples = comfy_adapter.sample_freeinit(
+            model, positive, negative, latent_image, noise, seed=seed, steps=steps, cfg=cfg,
+            sampler_name=sampler_name, scheduler=scheduler, denoise=denoise, noise_mask=latent.get("noise_mask"),
+            batch_index=latent.get("batch_index"), options=freeinit, disable_pbar=not comfy.utils.PROGRESS_BAR_ENABLED)
+        return dict(latent, samples=samples)
     callback = latent_preview.prepare_callback(model, steps)
     samples = comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, positive, negative, latent_image,
                                   denoise=denoise, noise_mask=latent.get("noise_mask"), callback=callback,
@@ -101,6 +108,10 @@ class SampleAnimation(io.ComfyNode):
                 ContextOptions.Input("context_options", optional=True,
                                      tooltip="Optional sliding context windows (overrides the ones given to "
                                              "Inflate Model)."),
+                FreeInitSettings.Input("freeinit", optional=True,
+                                       tooltip="Optional FreeInit settings: several sampling passes, each starting "
+                                               "from the low frequencies of the last (steadier objects; costs a "
+                                               "pass each)."),
             ],
             outputs=[io.Latent.Output(display_name="LATENT", tooltip="The denoised frames, one latent per frame.")],
         )
@@ -108,13 +119,14 @@ class SampleAnimation(io.ComfyNode):
     @classmethod
     def execute(cls, model, positive, negative, frames: int, width: int, height: int, seed: int, steps: int,
                 cfg: float, sampler_name: str, scheduler: str, denoise: float, latent=None, image=None, vae=None,
-                context_options=None) -> io.NodeOutput:
+                context_options=None, freeinit=None) -> io.NodeOutput:
         start = initial_latent(model, frames, width, height, latent, image, vae)
         # Windows given here replace Inflate Model's; an impossible frame count or a per-frame input of another
         # length then fails in the adapter's pre-sampling check, before the first step.
         frame_count.check(int(start["samples"].shape[0]), "Sample Animation", positive=positive, negative=negative)
         model = comfy_adapter.sampling_model(model, context_options)
-        samples = sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name, scheduler, denoise)
+        samples = sample_latent(model, positive, negative, start, seed, steps, cfg, sampler_name, scheduler, denoise,
+                               freeinit)
         attachment = comfy_adapter.motion_attachment(model)
         context = attachment.context_options if attachment else None
         warning = attachment and guardrails.few_frames(attachment.info, start["samples"].shape[0],

@@ -11,8 +11,10 @@ what it does:
 - domain_adapter.py  the v3 domain adapter as LoRA weight patches
 - attachment.py      `MotionAttachment`: what an inflated MODEL carries for the sampling nodes
 - checks.py          checks before the first step (frame limit, per-frame conditioning, core context windows)
-- windows.py         context windows as a `calc_cond_batch` wrapper
+- windows.py         context windows as a `calc_cond_batch` wrapper, FreeNoise as an `outer_sample` wrapper
 - sparsectrl.py      SparseCtrl as a ControlBase control (chains, strength/percent, offload, windows)
+- freeinit.py        FreeInit: the sampling passes around comfy.sample.sample
+- motion_scale.py    motion strength over block groups and steps (read by MotionLayer from transformer_options)
 - inflate.py         `inflate()`, which wires all of the above onto a clone; `sampling_model()` (what Sample
                      Animation samples) and `attach_context_windows()`, the one way windows get onto a model
 
@@ -21,8 +23,10 @@ Everything else in motion_core is ComfyUI-free (tests/unit/test_package_import.p
 from .attachment import KEY, MotionAttachment, motion_attachment
 from .checks import (CORE_CONTEXT_HANDLER, check_conditioning_rows, check_frames,
                      refuse_core_context_windows)
+from .freeinit import sample_freeinit
 from .inflate import attach_context_windows, inflate, sampling_model
-from .injection import FRAMES_KEY, MotionLayer, frames_per_cond
+from .injection import FRAMES_KEY, SCALE_KEY, MotionLayer, frames_per_cond
+from .motion_scale import StepScale, with_motion_scale
 from .placement import MotionSlot, match_slots, model_base, unet_slots
 from .schedules import BETA_SCHEDULE_HELP, BETA_SCHEDULES, model_sampling_for, resolve_beta_schedule
 from .windows import WINDOW_INFO_KEY, WindowInfo, install_context_windows
@@ -33,4 +37,5 @@ __all__ = [
     "FRAMES_KEY", "MotionLayer", "frames_per_cond",
     "MotionSlot", "match_slots", "model_base", "unet_slots", "BETA_SCHEDULE_HELP", "BETA_SCHEDULES",
     "model_sampling_for", "resolve_beta_schedule", "WINDOW_INFO_KEY", "WindowInfo", "install_context_windows",
+    "sample_freeinit", "SCALE_KEY", "StepScale", "with_motion_scale",
 ]

@@ -26,6 +26,9 @@ from .placement import MotionSlot
 
 
 FRAMES_KEY = "admk_num_frames"  # transformer_options override for callers outside ComfyUI's sampler (training)
+# transformer_options entry set by the Motion Strength Schedule node (motion_scale.py): a callable
+# (block group "down"/"mid"/"up", transformer_options) -> factor multiplying the layer's strength.
+SCALE_KEY = "admk_motion_scale"
 
 
 def frames_per_cond(x: torch.Tensor, transformer_options: Optional[dict]) -> int:
@@ -67,16 +70,25 @@ class MotionLayer(nn.Module):
         self.module = module  # the (cast) TemporalModule; registered so hooks and .parameters() see it
         self.strength = float(strength)
 
+    @property
+    def group(self) -> str:
+        """"down" / "mid" / "up", from the official module name (down_blocks.i..., mid_block..., up_blocks.i...)."""
+        return {"down_blocks": "down", "mid_block": "mid", "up_blocks": "up"}.get(self.name.split(".", 1)[0], "mid")
+
     def forward(self, x: torch.Tensor, transformer_options: Optional[dict] = None) -> torch.Tensor:
-        if self.strength == 0.0:
+        strength = self.strength
+        scale = (transformer_options or {}).get(SCALE_KEY)
+        if scale is not None:  # absent unless a Motion Strength Schedule is set: the plain scalar path below
+            strength = strength * scale(self.group, transformer_options)
+        if strength == 0.0:
             return x
         frames = frames_per_cond(x, transformer_options)
         weight = next(self.module.parameters())
         inp = x if x.dtype == weight.dtype else x.to(weight.dtype)
         # Looked up at call time so ComfyUI's attention backend flags (xformers, sage, pytorch...) are honoured.
         delta = self.module.delta(inp, frames, attn_fn=comfy_attention.optimized_attention)
-        if self.strength != 1.0:
-            delta = delta * self.strength
+        if strength != 1.0:
+            delta = delta * strength
         return x + delta.to(x.dtype)
 
     def extra_repr(self) -> str:

@@ -29,10 +29,12 @@ from dataclasses import dataclass
 import torch
 
 from ..context import ContextOptions, check_context_fits
+from ..freenoise import reschedule_noise
 
 # Plain strings, equal to comfy.patcher_extension.WrappersMP.CALC_COND_BATCH / PREPARE_SAMPLING (no comfy import).
 CALC_COND_BATCH = "calc_cond_batch"
 PREPARE_SAMPLING = "prepare_sampling"
+OUTER_SAMPLE = "outer_sample"
 WRAPPER_KEY = "admk_context"
 # transformer_options key under which each window's WindowInfo travels to the motion layers.
 WINDOW_INFO_KEY = "admk_context_window"
@@ -192,6 +194,29 @@ class _PrepareSamplingWrapper:
         return executor(model, shape, *args, **kwargs)
 
 
+class FreeNoiseWrapper:
+    """OUTER_SAMPLE wrapper: the FreeNoise layout (motion_core/freenoise.py) of the sampler's initial noise.
+
+    OUTER_SAMPLE gets the noise every sampler node made from its seed (Sample Animation, core KSampler,
+    SamplerCustom...) together with that seed, so the layout is the same whichever node runs the model.
+    """
+
+    def __init__(self, options: ContextOptions):
+        self.options = options
+
+    def __call__(self, executor, noise, latent_image, sampler, sigmas, denoise_mask=None, callback=None,
+                 disable_pbar=False, seed=None, *args, **kwargs):
+        if isinstance(noise, torch.Tensor) and not noise.is_nested and noise.ndim >= 1:
+            noise = reschedule_noise(noise, self.options, 0 if seed is None else seed)
+        return executor(noise, latent_image, sampler, sigmas, denoise_mask, callback, disable_pbar, seed,
+                        *args, **kwargs)
+
+
+def remove_freenoise(model_patcher) -> None:
+    """Take the FreeNoise wrapper off an (already cloned) patcher: for callers that lay the noise out themselves."""
+    model_patcher.remove_wrappers_with_key(OUTER_SAMPLE, WRAPPER_KEY)
+
+
 def install_context_windows(model_patcher, options: ContextOptions, max_frames: int | None = None) -> None:
     """Register windowed evaluation on an already-cloned ModelPatcher (replaces an earlier install on it).
 
@@ -208,3 +233,6 @@ def install_context_windows(model_patcher, options: ContextOptions, max_frames: 
                           (PREPARE_SAMPLING, _PrepareSamplingWrapper(options))):
         model_patcher.remove_wrappers_with_key(kind, WRAPPER_KEY)
         model_patcher.add_wrapper_with_key(kind, WRAPPER_KEY, wrapper)
+    remove_freenoise(model_patcher)  # options given later (Sample Animation) replace Inflate Model's layout too
+    if getattr(options, "noise", "default") == "freenoise":
+        model_patcher.add_wrapper_with_key(OUTER_SAMPLE, WRAPPER_KEY, FreeNoiseWrapper(options))

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 MINE = ("txt2anim_sd15_v2", "txt2anim_sd15_v3_adapter", "motionlora_zoomin_panleft", "vid2vid_sd15_v2")
+CONSISTENCY = ("freenoise_long_clip", "freeinit_consistency")  # issue 15's workflows
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def load(name: str) -> dict:
     return json.loads((REPO / "example_workflows" / f"{name}.json").read_text())
 
 
-@pytest.mark.parametrize("name", MINE)
+@pytest.mark.parametrize("name", MINE + CONSISTENCY)
 def test_workflow_is_a_consistent_ui_save(name):
     wf = load(name)
     assert wf["version"] == 0.4
@@ -60,7 +61,7 @@ def test_workflow_converts_and_passes_comfyui_validation(comfy, installed, name)
     assert [prompt[o]["class_type"] for o in outputs] == ["ADMK_SaveAnimation"]
 
 
-@pytest.mark.parametrize("name", MINE + ("depth_guided_animation",))
+@pytest.mark.parametrize("name", MINE + CONSISTENCY + ("depth_guided_animation",))
 def test_workflow_link_types_are_the_types_the_nodes_publish(installed, name):
     # The editor only connects sockets of equal type: a stale type string (e.g. after a type rename) would make
     # the saved links disagree with the nodes as they load.
@@ -85,3 +86,20 @@ def test_the_four_workflows_cover_what_the_docs_promise():
              if n["type"] == "ADMK_ApplyMotionLoRA"]
     assert loras == ["v2_lora_ZoomIn.ckpt", "v2_lora_PanLeft.ckpt"]
     assert "ADMK_LoadFrames" in kinds["vid2vid_sd15_v2"] and "ADMK_ContextOptions" in kinds["vid2vid_sd15_v2"]
+
+
+def test_consistency_workflows_use_freenoise_and_freeinit(comfy, installed):
+    import asyncio
+
+    import execution
+
+    long_clip = convert_workflow(load("freenoise_long_clip"), installed)
+    ctx = next(n for n in long_clip.values() if n["class_type"] == "ADMK_ContextOptions")["inputs"]
+    sample = next(n for n in long_clip.values() if n["class_type"] == "ADMK_SampleAnimation")["inputs"]
+    assert ctx["noise"] == "freenoise" and sample["frames"] == 4 * ctx["context_length"]
+    freeinit = convert_workflow(load("freeinit_consistency"), installed)
+    settings = next(n for n in freeinit.values() if n["class_type"] == "ADMK_FreeInit")["inputs"]
+    assert settings["iterations"] == 3 and settings["filter"] == "butterworth"
+    for prompt in (long_clip, freeinit):
+        valid, error, _, node_errors = asyncio.run(execution.validate_prompt("check", prompt, None))
+        assert valid, (error, node_errors)
