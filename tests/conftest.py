@@ -29,7 +29,7 @@ torch.set_num_threads(int(_THREADS))
 @pytest.fixture(scope="session")
 def comfy():
     """ComfyUI running in this process (core + comfy_extras nodes); the harness module, for run_prompt etc."""
-    from harness import comfy_inprocess
+    from tools import comfy_inprocess
 
     comfy_inprocess.bootstrap()
     return comfy_inprocess

@@ -8,7 +8,7 @@ import pytest
 
 from harness.core_workflows import core_image_prompt, core_image_workflow_ui
 from harness.server import ServerPromptError
-from harness.workflow_convert import convert_workflow
+from tools.workflow_convert import convert_workflow
 
 pytestmark = pytest.mark.e2e
 

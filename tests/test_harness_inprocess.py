@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.comfy_inprocess import PromptExecutionError, PromptValidationError
+from tools.comfy_inprocess import PromptExecutionError, PromptValidationError
 from harness.core_workflows import core_image_prompt, core_image_workflow_ui
-from harness.workflow_convert import convert_workflow
+from tools.workflow_convert import convert_workflow
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.workflow_convert import WorkflowConversionError, convert_workflow, widget_inputs
+from tools.workflow_convert import WorkflowConversionError, convert_workflow, widget_inputs
 
 INFO = {
     "Loader": {"input": {"required": {"name": [["a.ckpt", "b.ckpt"], {}]}},

@@ -1,6 +1,6 @@
 """Real ComfyUI inside this process, the one in-process runner: bootstrap once, run API-format prompts through
 ComfyUI's own validator and executor (no HTTP, a stub PromptServer), get back UI results and the nodes' actual
-Python outputs. The tests (as `harness.comfy_inprocess`), the training demo and the tools all use this module.
+Python outputs. The tests (as `tools.comfy_inprocess`), the training demo and the tools all use this module.
 
     from tools.comfy_inprocess import bootstrap, run_prompt, install_model
     bootstrap(load_pack=True)

@@ -28,7 +28,7 @@ ADE_IDS = ("ADE_AnimateDiffLoaderGen1", "ADE_ApplyAnimateDiffModel", "ADE_Standa
 ADE_TYPES = {"MOTION_MODEL_ADE", "CONTEXT_OPTIONS", "MOTION_LORA", "M_MODELS"}
 AVX_IDS = ("AnimateDiffModuleLoader", "AnimateDiffSampler", "AnimateDiffLoraLoader", "AnimateDiffCombine")
 AVX_TYPES = {"MOTION_MODULE", "MOTION_LORA_STACK", "SLIDING_WINDOW_OPTS"}
-OUR_TYPES = {"ADMK_MOTION_MODULE", "ADMK_CONTEXT_OPTIONS"}
+OUR_TYPES = {"ADMK_MOTION_MODULE", "ADMK_CONTEXT_OPTIONS", "ADMK_SPARSECTRL", "ADMK_FREEINIT"}
 
 # Every stub node: a classic node that refuses to run (the stubs are only their public surface).
 NODE_BASE = '''class Node:

@@ -194,7 +194,7 @@ def test_depth_workflow_converts_and_passes_comfyui_validation(comfy, comfy_pack
     import asyncio
 
     import execution
-    from harness.workflow_convert import convert_workflow
+    from tools.workflow_convert import convert_workflow
 
     registered = sys.modules["nodes"].NODE_CLASS_MAPPINGS
     wf = _workflow()

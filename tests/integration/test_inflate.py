@@ -19,7 +19,7 @@ for p in (str(REPO / "tests"), str(REPO)):
     if p not in sys.path:
         sys.path.append(p)
 
-from harness.comfy_inprocess import bootstrap  # noqa: E402
+from tools.comfy_inprocess import bootstrap  # noqa: E402
 
 bootstrap()  # ComfyUI's import order (args.cpu, utils.extra_config, nodes), shared with every other test
 import comfy.model_management  # noqa: E402

@@ -93,7 +93,8 @@ def test_txt2anim_saves_an_animated_gif_with_the_workflow(comfy, files):
     from PIL import Image
 
     prompt = base_prompt(files, frames=8, prefix="admk_txt2anim")
-    result = comfy.run_prompt(prompt, extra_data={"extra_pnginfo": {"workflow": {"note": "ui graph"}}})
+    # fresh: an earlier test may have run the same loader, whose cached output then sends no UI text
+    result = comfy.run_prompt(prompt, fresh=True, extra_data={"extra_pnginfo": {"workflow": {"note": "ui graph"}}})
     assert result.output("20")["samples"].shape == (8, 4, 8, 8)
     assert "v2" in result.output("10", 1) and "32 frames" in result.output("10", 1)
     assert "v2" in result.ui["10"]["text"][0]

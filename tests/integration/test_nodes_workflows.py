@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.workflow_convert import convert_workflow
+from tools.workflow_convert import convert_workflow
 from tools import standins
 
 pytestmark = pytest.mark.integration
