@@ -16,9 +16,10 @@ from harness.shipped_workflows import (FRAMES, SIZE, install_standins, load_work
 pytestmark = pytest.mark.e2e
 
 WORKFLOWS = ("txt2anim_sd15_v2", "txt2anim_sd15_v3_adapter", "motionlora_zoomin_panleft", "vid2vid_sd15_v2",
-             "depth_guided_animation")
+             "depth_guided_animation", "train_motionlora_from_clip")
 # Per workflow, inputs set on top of the shrinking: {class_type: {input: value}}.
-TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}}}
+TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}},
+          "train_motionlora_from_clip": {"ADMK_TrainMotionLoRA": {"steps": 2, "rank": 4}}}
 
 
 @pytest.fixture(scope="module")
