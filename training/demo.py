@@ -622,7 +622,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"frame outliers:            {outliers or 'none'} in {summary['clips']} clips")
     print(f"total {timings['wall_seconds']['total']:.0f}s wall, {cpu['total']:.0f}s CPU; report: {path}; "
           f"animations: {os.path.join(out, 'animations')}")
-    if outliers:
+    if outliers and not plan.smoke:  # (the smoke run's barely trained models draw noise in every frame)
         print("error: some frames are outliers from their neighbours (a broken frame, see the report)", file=sys.stderr)
         return 1
     return 0

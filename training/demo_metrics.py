@@ -66,7 +66,7 @@ def measure(frames: np.ndarray, colour: str, direction: Optional[str] = None) ->
 
 
 OUTLIER_RATIO = 3.0  # a frame this many times further from its neighbours than the clip's typical step
-OUTLIER_FLOOR = 12.0  # ... and at least this far (mean absolute difference, 0-255 levels): not a still clip's jitter
+OUTLIER_FLOOR = 8.0  # ... and at least this far (mean absolute difference, 0-255 levels): not a still clip's jitter
 
 
 def frame_outliers(frames: np.ndarray) -> list:
