@@ -264,7 +264,8 @@ def lora_training_prompt(runner, data, plan: Plan, motion: str, sampling: dict) 
     Train MotionLoRA (camera = the motion; its other inputs from configs/demo_motionlora.yaml, what
     `python -m training.train --config` would use) trains and saves the LoRA, and the rest of the graph animates
     the first pan prompt with the node's MOTION_MODULE output."""
-    cfg = load_config(os.path.join(os.path.dirname(__file__), "configs", "demo_motionlora.yaml"))
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "configs", "demo_motionlora.yaml"),
+                      [f"model.motion_module={MM_NAME}"])  # (the node gets the module itself)
     text, _ = PAN_PROMPTS[0]
     prompt = _prepare(runner, TRAIN_WORKFLOW, text, 0, sampling, f"admk_demo/train_{motion}")
     _set(prompt, "CLIPTextEncode", 2, text="")  # the training caption: empty, so the motion holds for any prompt
