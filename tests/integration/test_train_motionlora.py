@@ -80,7 +80,10 @@ def _losses_of(comfy, prompt, node_mod, monkeypatch):
         return lambda step, loss: (losses.append(loss), report(step, loss))
 
     monkeypatch.setattr(node_mod, "_report_progress", recording)
-    return comfy.run_prompt(prompt, fresh=True), losses
+    try:
+        return comfy.run_prompt(prompt, fresh=True), losses
+    finally:
+        monkeypatch.setattr(node_mod, "_report_progress", original)
 
 
 def test_trains_saves_official_keys_and_loads_through_apply_motionlora(comfy, files, pack_node, monkeypatch):
@@ -134,7 +137,7 @@ def _direct_inputs(files):
 
 
 def _execute(node_cls, model, mm, vae, cond, images, **over):
-    args = dict(model=[model], motion_module=[mm], images=[images], vae=[vae], conditioning=[cond], camera=["none"],
+    args = dict(model=[model], motion_module=[mm], images=images if isinstance(images, list) else [images], vae=[vae], conditioning=[cond], camera=["none"],
                 camera_strength=[0.5], clip_frames=[FRAMES], rank=[4], steps=[3], learning_rate=[1e-3],
                 batch_size=[1], seed=[0], lora_name=["admk_direct"], strength=[1.0])
     args.update({k: v if isinstance(v, list) else [v] for k, v in over.items()})
