@@ -94,7 +94,7 @@ class TrainMotionLoRA(io.ComfyNode):
                                tooltip="AdamW learning rate (5e-4 suits a few hundred steps)."),
                 io.Int.Input("batch_size", default=1, min=1, max=64,
                              tooltip="Clips per step (more: steadier steps, more memory and time per step)."),
-                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
+                io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
                              tooltip="Seed of the LoRA's start, the clips drawn and the noise."),
                 io.String.Input("lora_name", default="my_motion_lora",
                                 tooltip="File name in models/animatediff_motion_lora (.safetensors is added). An "
