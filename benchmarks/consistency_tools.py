@@ -91,7 +91,7 @@ def _cpu_seconds() -> float:
 # --- one case, in a subprocess -----------------------------------------------------------------------------------
 
 def build_prompt(runner, text: str, seed: int, case: dict, steps: int, sampler: str | None) -> dict:
-    from training.comfy_run import find_node
+    from tools.workflow_convert import find_node
     from training.demo import _prepare, _set
 
     sampling = {"steps": steps}
@@ -170,27 +170,24 @@ def run_case(name: str, args) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from training.comfy_run import ComfyRunner
-    from training.demo import DIRECTION_PROMPTS, _frames_of
+    from training.demo import DIRECTION_PROMPTS, _frames_of, make_runner
     from training.demo_metrics import measure
 
     cache, missing = demo_cache(args.cache)
     if missing:
         raise SystemExit(missing)
     case = CASES[name]
-    models = cache / "models"
     out = tempfile.mkdtemp(prefix="admk_consistency_")
-    runner = ComfyRunner(out, {"checkpoints": str(models / "checkpoints"),
-                               "animatediff_models": str(models / "animatediff_models")})
+    runner = make_runner(str(cache), out)  # ComfyUI in this process, reading the demo's models
     warm = build_prompt(runner, DIRECTION_PROMPTS[0][0], 0, dict(frames=2), 1, args.sampler)
-    runner.run(warm)  # loads the models: the memory high-water mark after this is the baseline
+    runner.run_prompt(warm)  # loads the models: the memory high-water mark after this is the baseline
     base_rss = _rss_peak_mb()
     runs = []
     for seed in range(args.seeds):
         text, colour, direction = DIRECTION_PROMPTS[seed % len(DIRECTION_PROMPTS)]
         prompt = build_prompt(runner, text, seed, case, args.steps, args.sampler)
         c0, t0 = _cpu_seconds(), time.perf_counter()
-        frames = _frames_of(runner.run(prompt), prompt)
+        frames = _frames_of(runner.run_prompt(prompt), prompt)
         cpu, wall = _cpu_seconds() - c0, time.perf_counter() - t0
         metrics = measure(frames, colour, direction)
         if case["frames"] > WINDOW:

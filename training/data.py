@@ -33,10 +33,25 @@ class Entry:
     path: str
     caption: str
     num_frames: int  # 1 for a still image
+    frames: Optional[np.ndarray] = None  # uint8 [T, H, W, 3] held in memory (the Train MotionLoRA node's IMAGE)
 
     @property
     def is_still(self) -> bool:
+        if self.frames is not None:
+            return self.num_frames == 1
         return self.num_frames == 1 and self.path.lower().endswith(IMAGE_EXTS)
+
+    def read(self, indices: Sequence[int]) -> np.ndarray:
+        if self.frames is not None:
+            return self.frames[[min(int(i), self.num_frames - 1) for i in indices]]
+        return read_frames(self.path, indices)
+
+
+def memory_entries(frames: np.ndarray, caption: str, stills: bool) -> List[Entry]:
+    """Entries over uint8 `[N, H, W, 3]` frames: one clip of N frames, or (stills) N still images."""
+    if stills:
+        return [Entry(f"<image {i}>", caption, 1, frames[i:i + 1]) for i in range(frames.shape[0])]
+    return [Entry("<clip>", caption, int(frames.shape[0]), frames)]
 
 
 def read_captions(root: str, captions: str) -> List[tuple]:
@@ -193,15 +208,15 @@ class ClipDataset(torch.utils.data.Dataset):
         if self.camera_motions:
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
             if entry.is_still or entry.num_frames == 1:
-                src = read_frames(entry.path, [0])[0]
+                src = entry.read([0])[0]
                 # frame i of a still's clip depends only on (still, motion, flip, i): it recurs every epoch
                 keys = [f"{idx}/{motion}/{int(flip)}/{i}" for i in range(self.frames)]
             else:
-                src = read_frames(entry.path, clip_indices(entry.num_frames, self.frames, self.stride, rng))
+                src = entry.read(clip_indices(entry.num_frames, self.frames, self.stride, rng))
             clip = camera_motion_clip(src, motion, self.frames, self.size, self.camera_strength)
         else:
             ids = clip_indices(entry.num_frames, self.frames, self.stride, rng)
-            clip = np.stack([resize_center_crop(f, self.size) for f in read_frames(entry.path, ids)])
+            clip = np.stack([resize_center_crop(f, self.size) for f in entry.read(ids)])
             # clips of one video overlap (random starts): a video frame recurs within and across epochs
             keys = [f"{idx}@{i}/{int(flip)}" for i in ids]
         if flip:

@@ -63,3 +63,32 @@ def measure(frames: np.ndarray, colour: str, direction: Optional[str] = None) ->
             out.update({"slope_px_per_frame": float("nan"), "r2": float("nan"), "direction_ok": 0.0,
                         "steps_prompted_way": 0.0, "drift_across_px": float("nan")})
     return out
+
+
+OUTLIER_RATIO = 3.0  # a frame this many times further from its neighbours than the clip's typical step
+OUTLIER_FLOOR = 8.0  # ... and at least this far (mean absolute difference, 0-255 levels): not a still clip's jitter
+
+
+def frame_outliers(frames: np.ndarray) -> list:
+    """Indices of frames that differ from all their neighbours far more than consecutive frames usually do
+    (e.g. one frame of noise in an otherwise steady clip). frames: uint8 or [0,1] float `[F, H, W, 3]`.
+
+    d_i = mean |frame_i - frame_{i-1}|; frame i is an outlier when every step to a neighbour (d_i, d_{i+1}) exceeds
+    both OUTLIER_RATIO x the median step of the clip and OUTLIER_FLOOR; an end frame, whose one neighbour must
+    then continue the clip normally (else the neighbour is the odd one). Clips whose frames all differ (an image
+    model without motion) have a large median step, so nothing is flagged there."""
+    x = np.asarray(frames, dtype=np.float32)
+    if x.max() <= 1.0:
+        x = x * 255.0
+    if x.shape[0] < 3:
+        return []
+    steps = np.abs(np.diff(x, axis=0)).mean(axis=(1, 2, 3))  # steps[i-1] = d_i
+    limit = max(OUTLIER_RATIO * float(np.median(steps)), OUTLIER_FLOOR)
+    out = []
+    for i in range(x.shape[0]):
+        near = [steps[j] for j in (i - 1, i) if 0 <= j < steps.shape[0]]
+        if len(near) == 1:  # an end: the step beyond its neighbour must be ordinary
+            near.append(limit if steps[1 if i == 0 else -2] > limit else np.inf)
+        if all(d > limit for d in near):
+            out.append(i)
+    return out

@@ -52,7 +52,9 @@ def spatial_attention_names(unet: nn.Module) -> List[Tuple[str, str]]:
     """
     from comfy.ldm.modules.attention import SpatialTransformer
 
-    from motion_core.comfy import unet_slots
+    from . import motion_core
+
+    unet_slots = motion_core("comfy").unet_slots
 
     out = []
     for slot in unet_slots(unet):

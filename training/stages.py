@@ -70,7 +70,9 @@ def _model_sampling(patcher, schedule_cfg):
 def _load_adapter(cfg):
     if not cfg.model.domain_adapter:
         return None
-    from motion_core import lora as mlora  # the lead's loader (official adapter files and ours)
+    from . import motion_core
+
+    mlora = motion_core("lora")  # the pack's loader (official adapter files and ours)
 
     return mlora.load_domain_adapter(cfg.model.domain_adapter)
 
@@ -80,9 +82,12 @@ def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, s
     reduced equivalent for smaller UNets), default Linear init and zeroed proj_out (official
     `zero_initialize`), so the inflated model starts exactly as the image model. SD1.5 modules normalise each
     frame on its own, SDXL ones across frames (as the official code of each branch)."""
-    from motion_core.comfy import unet_slots
-    from motion_core.motion_module import MotionModuleInfo, MotionModuleSet
-    from motion_core.temporal import NORM_ACROSS_FRAMES, NORM_PER_FRAME
+    from . import motion_core
+
+    unet_slots = motion_core("comfy").unet_slots
+    MotionModuleInfo, MotionModuleSet = (motion_core("motion_module").MotionModuleInfo,
+                                         motion_core("motion_module").MotionModuleSet)
+    NORM_ACROSS_FRAMES, NORM_PER_FRAME = motion_core("temporal").NORM_ACROSS_FRAMES, motion_core("temporal").NORM_PER_FRAME
 
     slots = unet_slots(unet)
     down: list = []
@@ -117,7 +122,9 @@ def new_motion_module(unet: nn.Module, pe_length: int = 32, mid: bool = False, s
 
 
 def _inflate(base_patcher, motion_module, cfg):
-    from motion_core.comfy import inflate
+    from . import motion_core
+
+    inflate = motion_core("comfy").inflate
 
     adapter = _load_adapter(cfg)
     # The schedule is installed below from the config (the adapter's own choice would be the same by default).
@@ -125,9 +132,13 @@ def _inflate(base_patcher, motion_module, cfg):
                    beta_schedule="sd_default")
 
 
-def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
-    from motion_core.comfy import model_base
+def build_stage(cfg, base: BaseModels, device: torch.device, motion_module: Optional[nn.Module] = None) -> Stage:
+    """The stage's trainable parts on a clone of the base. `motion_module` (motionlora): an already loaded
+    module (what the Train MotionLoRA node gets) instead of `cfg.model.motion_module`'s file; it is copied,
+    never changed."""
+    from . import motion_core
 
+    model_base = motion_core("comfy").model_base
     unet = base.patcher.model.diffusion_model
     seed = cfg.optim.seed
     family = model_base(base.patcher)
@@ -145,8 +156,7 @@ def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
         stage = Stage("adapter", patcher, adapter, 1, adapter.official_state_dict,
                       {"admk_kind": "domain_adapter", "rank": str(cfg.model.adapter_rank)})
     elif cfg.stage == "motion":
-        from motion_core.motion_module import load_motion_module
-
+        load_motion_module = motion_core("motion_module").load_motion_module
         if cfg.model.motion_module:
             mm = load_motion_module(cfg.model.motion_module, base_hint=family).copy()
         else:
@@ -164,11 +174,15 @@ def build_stage(cfg, base: BaseModels, device: torch.device) -> Stage:
         stage = Stage("motion", patcher, mm, cfg.data.frames, motion_state,
                       {"admk_kind": "motion_module", "version": mm.info.version}, motion_module=mm)
     elif cfg.stage == "motionlora":
-        from motion_core.motion_module import load_motion_module
-
         from .lora_layers import MotionLoRA
 
-        mm = load_motion_module(cfg.model.motion_module, base_hint=family).copy()  # the loaded one stays untouched
+        load_motion_module = motion_core("motion_module").load_motion_module
+
+        if motion_module is None:
+            motion_module = load_motion_module(cfg.model.motion_module, base_hint=family)
+        # a float32 copy: the loaded one stays untouched (Load Motion Module keeps an fp16 file's precision) and
+        # the LoRA trains against float32 weights, as with load_motion_module's default
+        mm = motion_module.copy().to(torch.float32)
         if cfg.data.frames > mm.info.max_frames:
             raise ValueError(f"data.frames={cfg.data.frames} exceeds the motion module's {mm.info.max_frames} "
                              "frames; lower data.frames")

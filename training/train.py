@@ -199,14 +199,15 @@ def sample_randomness(seed: int, sample_ids: torch.Tensor, shape, num_timesteps:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, base: Optional[BaseModels] = None, text_cache: Optional[TextCache] = None):
+    def __init__(self, cfg: TrainConfig, base: Optional[BaseModels] = None, text_cache: Optional[TextCache] = None,
+                 motion_module: Optional[nn.Module] = None):
         self.cfg = cfg
         self.dist = init_distributed("cuda" if cfg.run.device.startswith("cuda") or (
             cfg.run.device == "auto" and torch.cuda.is_available()) else "cpu")
         self.device = resolve_device(cfg.run.device, self.dist)
         self.base = base or load_base(cfg, self.device)
         self.text = text_cache or TextCache(self.base.encode_text, cfg.model.text_embeddings)
-        self.stage: Stage = build_stage(cfg, self.base, self.device)
+        self.stage: Stage = build_stage(cfg, self.base, self.device, motion_module)
         self.amp_dtype = self._amp_dtype()
         self.checkpointing = cfg.optim.gradient_checkpointing == "on" or (
             cfg.optim.gradient_checkpointing == "auto" and self.device.type == "cuda")
@@ -249,11 +250,29 @@ class Trainer:
         if self.checkpointing:
             self._gradient_checkpointing()
         patcher.patch_model(device_to=self.device)
+        self._swap_inference_tensors()
         self.stage.trainables.to(self.device)
         self.stage.trainables.requires_grad_(True)
         self.abar = None
 
+    def _swap_inference_tensors(self) -> None:
+        """A model loaded inside ComfyUI's executor (the Train MotionLoRA node) holds inference-mode tensors,
+        which autograd cannot save for the backward pass: train on plain copies of those, put back by _unpatch
+        (as ComfyUI's own patch_model swaps patched weights in and out). Models loaded by the CLI have none."""
+        import comfy.utils
+
+        self._swapped = []
+        for name, tensor in list(self.stage.patcher.model.named_parameters()):
+            if tensor.is_inference():
+                self._swapped.append((name, tensor))
+                comfy.utils.set_attr_param(self.stage.patcher.model, name, tensor.clone())
+
     def _unpatch(self) -> None:
+        import comfy.utils
+
+        for name, tensor in reversed(getattr(self, "_swapped", [])):
+            comfy.utils.set_attr(self.stage.patcher.model, name, tensor)
+        self._swapped = []
         self.stage.patcher.unpatch_model(device_to=self.stage.patcher.offload_device)
 
     def alphas(self) -> torch.Tensor:
@@ -383,7 +402,9 @@ class Trainer:
     # -- files ------------------------------------------------------------------------------------------------
 
     def save_weights(self, path: str) -> None:
-        from motion_core.state_dict_io import save_state_dict
+        from . import motion_core
+
+        save_state_dict = motion_core("state_dict_io").save_state_dict
 
         meta = dict(self.stage.metadata)
         meta.update({"admk_stage": self.stage.name, "admk_step": str(self.step), "admk_base": os.path.basename(
@@ -429,7 +450,9 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def train(self, dataset=None) -> dict:
+    def train(self, dataset=None, on_step=None) -> dict:
+        """Train to cfg.optim.max_steps. on_step(step, loss) runs after every step (the Train MotionLoRA node's
+        progress bar and cancel: an exception it raises stops training before the final weights are written)."""
         from .data import build_dataset, build_loader
 
         cfg = self.cfg
@@ -439,7 +462,10 @@ class Trainer:
             save_config(cfg, os.path.join(cfg.run.output_dir, "config.yaml"))
         dataset = dataset or build_dataset(cfg.data, cfg.optim.seed, frames=self.stage.frames)
         # Every caption is encoded up front: the text encoder is frozen and the set of captions is known.
-        for caption in sorted({e.caption for e in dataset.entries} | {""} | set(cfg.run.sample_prompts)):
+        # "" and the sample prompts only when used (the Train MotionLoRA node has conditioning, no text encoder).
+        samples = set(cfg.run.sample_prompts) | {""} if cfg.run.sample_every else set()
+        empty = {""} if cfg.data.empty_prompt_prob > 0 else set()
+        for caption in sorted({e.caption for e in dataset.entries} | empty | samples):
             self.text(caption)
 
         params = [p for p in self.stage.trainables.parameters()]
@@ -496,6 +522,8 @@ class Trainer:
                 if bar is not None:
                     bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
                     bar.update(1)
+                if on_step is not None:
+                    on_step(self.step, losses[-1])
                 if self.step % max(1, cfg.run.log_every) == 0 or self.step == cfg.optim.max_steps:
                     self.log({"step": self.step, "loss": float(np.mean(losses[-cfg.run.log_every:])),
                               "grad_norm": grad_norm, "lr": lr, "seconds": round(time.time() - t0, 2)})
@@ -514,6 +542,10 @@ class Trainer:
                 bar.close()
             self._unpatch()
         final = os.path.join(cfg.run.output_dir, cfg.run.output_name or f"{self.stage.name}.safetensors")
+        if losses:  # how this run went, kept in the file (the Train MotionLoRA node's caller reads it back)
+            self.stage.metadata.update({"admk_loss_first10": f"{np.mean(losses[:10]):.6f}",
+                                        "admk_loss_last10": f"{np.mean(losses[-10:]):.6f}",
+                                        "admk_train_seconds": f"{time.time() - t0:.1f}"})
         if main:
             self.save_weights(final)
             self.save_state(optimizer, scaler)

@@ -29,11 +29,12 @@ pytestmark = pytest.mark.e2e
 
 WORKFLOWS = ("txt2anim_sd15_v2", "txt2anim_sd15_v3_adapter", "motionlora_zoomin_panleft", "vid2vid_sd15_v2",
              "depth_guided_animation", "sparsectrl_rgb_first_last", "sparsectrl_scribble", "freenoise_long_clip",
-             "freeinit_consistency")
+             "freeinit_consistency", "train_motionlora_from_clip")
 # Per workflow, inputs set on top of the shrinking: {class_type: {input: value}}. The FreeNoise clip keeps being
 # 3 windows long at 8 frames (windows of 2 would give the plain model repeated frames, which a GIF merges).
 TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}},
-          "freenoise_long_clip": {"ADMK_ContextOptions": {"context_length": 4, "context_overlap": 2}}}
+          "freenoise_long_clip": {"ADMK_ContextOptions": {"context_length": 4, "context_overlap": 2}},
+          "train_motionlora_from_clip": {"ADMK_TrainMotionLoRA": {"steps": 2, "rank": 4}}}
 
 
 @pytest.fixture(scope="module")

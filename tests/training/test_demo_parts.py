@@ -84,6 +84,22 @@ def _workflow(name):
         return json.load(f)
 
 
+@pytest.mark.parametrize("index", [0, 1, 4, 7])
+def test_a_noise_frame_in_a_steady_clip_is_an_outlier(index):
+    clip = _clip("right", n=8)
+    assert demo_metrics.frame_outliers(clip) == []
+    broken = clip.copy()
+    broken[index] = np.random.default_rng(index).integers(0, 256, broken[index].shape, dtype=np.uint8)
+    assert demo_metrics.frame_outliers(broken) == [index]
+
+
+def test_frames_that_all_differ_have_no_outlier():
+    rng = np.random.default_rng(0)
+    independent = np.stack([_clip(d, seed=int(rng.integers(100)))[0] for d in ["left", "right", "up", "down"] * 2])
+    assert demo_metrics.frame_outliers(independent) == []
+    assert demo_metrics.frame_outliers(rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)) == []
+
+
 def test_convert_workflow_names_widgets_and_follows_links():
     prompt = convert_workflow(_workflow("txt2anim_sd15_v2.json"), INFO)
     assert "Note" not in {n["class_type"] for n in prompt.values()}

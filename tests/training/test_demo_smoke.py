@@ -1,6 +1,7 @@
 """`python -m training.demo --smoke`: the whole demo pipeline (data, base model detected as SD1.5, motion
-module, zoom MotionLoRA, shipped workflows through ComfyUI's executor, measurements) in a few minutes, then a
-second run that reuses the trained files."""
+module, zoom and pan MotionLoRAs trained by the Train MotionLoRA node in the shipped training workflow, shipped
+workflows through ComfyUI's executor, measurements) in a few minutes, then a second run that reuses the trained
+files."""
 import json
 import os
 import subprocess
@@ -28,17 +29,25 @@ def test_demo_smoke_run_and_rerun(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["stats"]["base"]["detected_as"] == "SD15" and report["stats"]["base"]["vae_type"] == "TAESD"
     assert report["stats"]["motion"]["loaded_as"].startswith("AnimateDiff v3 (sd15")
+    for motion in ("zoom_in", "pan_left", "pan_right"):  # trained by the node, the file loads as a MotionLoRA
+        assert report["stats"]["motion_loras"][motion]["loaded_as"].startswith("MotionLoRA rank 32")
+        assert (out / "animations" / f"train_{motion}.gif").stat().st_size > 0  # the training workflow's clip
     runs = report["runs"]
-    assert {r["variant"] for r in runs} == {"motion module", "image model only", "motion module + zoom LoRA"}
+    assert {r["variant"] for r in runs} == {"motion module", "image model only", "motion module + zoom LoRA",
+                                            "motion module + pan_left LoRA", "motion module + pan_right LoRA"}
+    assert set(report["summary"]["pan"]) == {"pan_left", "pan_right"}
+    assert report["summary"]["pan"]["pan_left"]["n"] == 2 and report["summary"]["clips"] == len(runs)
     for r in runs:
         stem = out / "animations" / r["name"]
         assert (stem.with_suffix(".gif")).stat().st_size > 0 and (stem.with_suffix(".mp4")).stat().st_size > 0
-        assert set(r["metrics"]) >= {"present", "iou", "jump_px", "area_ratio"}
+        assert set(r["metrics"]) >= {"present", "iou", "jump_px", "area_ratio", "frame_outliers",
+                                     "horizontal_px_per_frame"}
     saved = [f for _, _, files in os.walk(out / "comfy_output") for f in files]
     assert any(f.endswith(".gif") for f in saved) and any(f.endswith(".mp4") for f in saved)
     assert "## Results" in (out / "report.md").read_text()
 
     second = _demo(out)
-    for what in ("base model: reusing", "motion module: reusing", "zoom MotionLoRA: reusing"):
+    for what in ("base model: reusing", "motion module: reusing", "zoom_in MotionLoRA: reusing",
+                 "pan_left MotionLoRA: reusing", "pan_right MotionLoRA: reusing"):
         assert what in second
-    assert "training motion" not in second
+    assert "training motion" not in second and "Train MotionLoRA node" not in second
