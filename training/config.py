@@ -202,7 +202,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError("optim.snr_gamma must be >= 0 (0 = plain MSE, 5 = Min-SNR-5 weighting)")
     if cfg.schedule.timestep_skew <= 0:
         raise ConfigError("schedule.timestep_skew must be > 0 (1 = uniform timesteps, 2 = favour high noise)")
-    from motion_core.schedules import BETA_KINDS
+    from . import motion_core  # the pack's copy inside ComfyUI (no top-level motion_core there)
+
+    BETA_KINDS = motion_core("schedules").BETA_KINDS
 
     if cfg.schedule.beta_schedule not in BETA_KINDS:
         raise ConfigError("schedule.beta_schedule must be 'linear' (AnimateDiff) or 'scaled_linear' (SD)")

@@ -48,7 +48,9 @@ def _model_sampling(patcher, schedule_cfg):
     """A discrete epsilon schedule with the configured betas (what the motion adapter's schedules produce)."""
     import comfy.model_sampling
 
-    from motion_core.schedules import betas_between
+    from . import motion_core
+
+    betas_between = motion_core("schedules").betas_between
 
     current = patcher.get_model_object("model_sampling")
     if not isinstance(current, comfy.model_sampling.ModelSamplingDiscrete):

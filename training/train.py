@@ -558,9 +558,9 @@ class Trainer:
 
 def save_gif(video: torch.Tensor, path: str, fps: int = 8) -> None:
     """[F, 3, H, W] in [0, 1] -> looping GIF."""
-    from motion_core.gif import write_gif
+    from . import motion_core  # the pack's copy inside ComfyUI (no top-level motion_core there)
 
-    write_gif(path, (video.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8), fps)
+    motion_core("gif").write_gif(path, (video.clamp(0, 1).permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8), fps)
 
 
 # --- CLI -------------------------------------------------------------------------------------------------------
