@@ -138,6 +138,37 @@ def _weights_dtype(state_dict: dict, dtype: Optional[torch.dtype]) -> torch.dtyp
     return first if first in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
 
 
+def fill_from_state_dict(net: nn.Module, state_dict: dict, dtype: torch.dtype, name: str, what: str) -> None:
+    """Fill `net` (built on the meta device) from an official state dict, popping each tensor from `state_dict`.
+
+    Refuses missing/unexpected keys and other shapes (a truncated file or another kind: `what` names the kind
+    wanted), allocates `net` once in `dtype`, computes the sinusoidal position tables a file may leave out (they
+    are non-persistent in the authors' code), and refuses NaN/inf. Popping frees each file tensor once copied, so
+    peak memory is about the module, not file + module."""
+    expected = net.state_dict()
+    missing = [k for k in expected if k not in state_dict and not k.endswith("pos_encoder.pe")]
+    unexpected = [k for k in state_dict if k not in expected]
+    if missing or unexpected:
+        detail = (f"missing {len(missing)} keys (first: {missing[:3]})" if missing else "") + (
+            f"{'; ' if missing else ''}unexpected {len(unexpected)} keys (first: {unexpected[:3]})" if unexpected else "")
+        raise MotionFormatError(f"{name} does not have the structure of {what}: {detail}. "
+                                "The file is probably truncated or of another kind.")
+    for key, value in state_dict.items():
+        if tuple(value.shape) != tuple(expected[key].shape):
+            raise MotionFormatError(f"{name}: '{key}' has shape {tuple(value.shape)}, expected "
+                                    f"{tuple(expected[key].shape)}.")
+    net.to(dtype).to_empty(device="cpu")  # allocated once, directly in the target precision
+    with torch.no_grad():
+        for key, param in net.state_dict(keep_vars=True).items():
+            if key in state_dict:
+                param.copy_(state_dict.pop(key))
+            else:  # a file without position tables (AnimateLCM, SparseCtrl): the table the code computes
+                param.copy_(sinusoidal_table(param.shape[1], param.shape[2]))
+        bad = _non_finite_keys(net.state_dict())
+    if bad:
+        raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in '{bad[0]}'): the file is corrupt.")
+
+
 def _non_finite_keys(tensors: Dict[str, torch.Tensor]) -> List[str]:
     """Keys of tensors holding NaN or inf.
 
@@ -210,29 +241,7 @@ def build_from_state_dict(state_dict: dict, name: str = "this file", base_hint: 
     # Built on the meta device (no random init of ~450 M parameters), then filled from the file.
     with torch.device("meta"):
         mm = MotionModuleSet(down, up, mid, max_frames, norm_mode)
-    expected = mm.state_dict()
-    missing = [k for k in expected if k not in state_dict and not k.endswith("pos_encoder.pe")]
-    unexpected = [k for k in state_dict if k not in expected]
-    if missing or unexpected:
-        detail = (f"missing {len(missing)} keys (first: {missing[:3]})" if missing else "") + (
-            f"{'; ' if missing else ''}unexpected {len(unexpected)} keys (first: {unexpected[:3]})" if unexpected else "")
-        raise MotionFormatError(f"{name} does not have the structure of an AnimateDiff motion module: {detail}. "
-                                "The file is probably truncated or of another kind.")
-    for key, value in state_dict.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise MotionFormatError(f"{name}: '{key}' has shape {tuple(value.shape)}, expected "
-                                    f"{tuple(expected[key].shape)}.")
-    mm.to(dtype).to_empty(device="cpu")  # allocated once, directly in the target precision
-    with torch.no_grad():
-        for key, param in mm.state_dict(keep_vars=True).items():
-            if key in state_dict:
-                # pop: each file tensor can be freed once copied, so peak memory is ~ the module, not file + module
-                param.copy_(state_dict.pop(key))
-            else:  # a file without position tables (AnimateLCM): the sinusoidal table the code computes
-                param.copy_(sinusoidal_table(param.shape[1], param.shape[2]))
-        bad = _non_finite_keys(mm.state_dict())
-    if bad:
-        raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in '{bad[0]}'): the file is corrupt.")
+    fill_from_state_dict(mm, state_dict, dtype, name, "an AnimateDiff motion module")
     mm.requires_grad_(False)
     mm.eval()
     mm.info = MotionModuleInfo(version=version, base=base, max_frames=max_frames, source_format=source_format,

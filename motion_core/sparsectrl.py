@@ -15,9 +15,9 @@ import torch.nn.functional as F
 
 from . import detect
 from .errors import MotionFormatError
+from .motion_module import fill_from_state_dict
 from .sparsectrl_net import LevelSpec, NetSpec, SparseControlNet
 from .state_dict_io import Source, read_state_dict, source_name
-from .temporal import sinusoidal_table
 
 KIND_RGB = "rgb"            # condition = the keyframe's VAE latent (4 channels), one-conv embedding
 KIND_SCRIBBLE = "scribble"  # condition = the keyframe image (3 channels), conv-stack embedding
@@ -111,30 +111,8 @@ def build_from_state_dict(state_dict: dict, name: str = "this file", dtype: Opti
         dtype = dtype if dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.float32
     with torch.device("meta"):  # no random init of ~500 M parameters
         net = SparseCtrl(spec)
-    expected = net.state_dict()
-    missing = [k for k in expected if k not in state_dict and not k.endswith("pos_encoder.pe")]
-    unexpected = [k for k in state_dict if k not in expected]
-    if missing or unexpected:
-        detail = (f"missing {len(missing)} keys (first: {missing[:3]})" if missing else "") + (
-            f"{'; ' if missing else ''}unexpected {len(unexpected)} keys (first: {unexpected[:3]})" if unexpected else "")
-        raise MotionFormatError(f"{name} does not have the structure of a SparseCtrl file: {detail}. The file is "
-                                "probably truncated or of another kind.")
-    for key, value in state_dict.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise MotionFormatError(f"{name}: '{key}' has shape {tuple(value.shape)}, expected "
-                                    f"{tuple(expected[key].shape)}.")
     has_pe = any(k.endswith("pos_encoder.pe") for k in state_dict)
-    source = state_dict if _owned else dict(state_dict)
-    net.to(dtype).to_empty(device="cpu")
-    with torch.no_grad():
-        for key, param in net.state_dict(keep_vars=True).items():
-            if key in source:
-                param.copy_(source.pop(key))  # each file tensor can be freed once copied
-            else:  # the position table is non-persistent in the authors' code: the table it computes
-                param.copy_(sinusoidal_table(param.shape[1], param.shape[2]))
-        bad = [k for k, v in net.state_dict().items() if not torch.isfinite(v.sum(dtype=torch.float64))]
-    if bad:
-        raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in '{bad[0]}'): the file is corrupt.")
+    fill_from_state_dict(net, state_dict if _owned else dict(state_dict), dtype, name, "a SparseCtrl file")
     net.requires_grad_(False)
     net.eval()
     net.info = SparseCtrlInfo(kind=KIND_RGB if spec.simplified_embedding else KIND_SCRIBBLE, base=_base(spec),
