@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -125,17 +124,12 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args)))
         return 0
-    results = {}
-    for case in CASES:
-        cmd = [sys.executable, __file__, "--case", case, "--frames", str(args.frames), "--size", str(args.size),
-               "--steps", str(args.steps), "--repeat", str(args.repeat), "--threads", str(args.threads)]
-        if args.gpu:
-            cmd.append("--gpu")
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
-        if proc.returncode:
-            sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
-            return proc.returncode
-        results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(REPO))
+    from tools.bench_cases import run_cases
+
+    results = run_cases(__file__, CASES, ["--frames", str(args.frames), "--size", str(args.size), "--steps",
+                                          str(args.steps), "--repeat", str(args.repeat), "--threads", str(args.threads)]
+                        + (["--gpu"] if args.gpu else []), str(REPO))
     plain, motion = results["plain"], results["motion"]
     print(f"{args.frames} frames, {args.size}x{args.size}, {args.steps} steps, cfg 7, reduced SD1.5 stand-in, "
           f"device {plain['device']}, {args.threads} threads, median of {args.repeat}")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -108,15 +106,12 @@ def main(argv=None) -> int:
     if args.case:
         print(json.dumps(run_case(args.case, args)))
         return 0
-    results = {}
-    for case in CASES:
-        cmd = [sys.executable, __file__, "--case", case, "--frames", str(args.frames), "--size", str(args.size),
-               "--steps", str(args.steps), "--repeat", str(args.repeat), "--threads", str(args.threads)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(REPO))
-        if proc.returncode:
-            sys.stderr.write(proc.stdout[-2000:] + proc.stderr[-4000:])
-            return proc.returncode
-        results[case] = json.loads(proc.stdout.strip().splitlines()[-1])
+    sys.path.insert(0, str(REPO))
+    from tools.bench_cases import run_cases
+
+    results = run_cases(__file__, CASES, ["--frames", str(args.frames), "--size", str(args.size), "--steps",
+                                          str(args.steps), "--repeat", str(args.repeat), "--threads", str(args.threads)],
+                        str(REPO))
     base, sc = results["v3"], results["sparsectrl"]
     print(f"{args.frames} frames, {args.size}x{args.size}, cfg 7, reduced SD1.5 + v3 stand-ins, device {base['device']}, "
           f"{args.threads} threads, median of {args.repeat} runs of {args.steps} steps")
