@@ -157,7 +157,7 @@ def fill_from_state_dict(net: nn.Module, state_dict: dict, dtype: torch.dtype, n
         if tuple(value.shape) != tuple(expected[key].shape):
             raise MotionFormatError(f"{name}: '{key}' has shape {tuple(value.shape)}, expected "
                                     f"{tuple(expected[key].shape)}.")
-    net.to(dtype).to_empty(device="cpu")  # allocated once, directly in the target precision
+    _allocate(net, dtype)
     with torch.no_grad():
         for key, param in net.state_dict(keep_vars=True).items():
             if key in state_dict:
@@ -167,6 +167,18 @@ def fill_from_state_dict(net: nn.Module, state_dict: dict, dtype: torch.dtype, n
         bad = _non_finite_keys(net.state_dict())
     if bad:
         raise MotionFormatError(f"{name} contains NaN/inf values (e.g. in '{bad[0]}'): the file is corrupt.")
+
+
+def _allocate(net: nn.Module, dtype: torch.dtype) -> None:
+    """Give every meta tensor of `net` real (uninitialised) CPU memory in `dtype`, once. `to(dtype).to_empty()`
+    does the same through torch's Python reference kernels for meta tensors: 0.5 s of a 0.8 s v2 load."""
+    for module in net.modules():
+        for table in (module._parameters, module._buffers):
+            for key, t in table.items():
+                if t is None:
+                    continue
+                new = torch.empty(tuple(t.shape), dtype=dtype if t.is_floating_point() else t.dtype)
+                table[key] = nn.Parameter(new, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else new
 
 
 def _non_finite_keys(tensors: Dict[str, torch.Tensor]) -> List[str]:

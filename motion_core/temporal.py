@@ -37,7 +37,11 @@ def sinusoidal_table(length: int, channels: int) -> torch.Tensor:
 class PositionalEncoding(nn.Module):
     def __init__(self, channels: int, max_len: int):
         super().__init__()
-        self.register_buffer("pe", sinusoidal_table(max_len, channels))
+        if torch.empty(0).device.type == "meta":  # built for a file's weights (fill_from_state_dict): the table
+            # comes from the file or is computed there; meta arange runs in Python refs (2.2 s of a v2 load)
+            self.register_buffer("pe", torch.empty(1, max_len, channels))
+        else:
+            self.register_buffer("pe", sinusoidal_table(max_len, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.pe[:, : x.shape[1]].to(x.dtype)
