@@ -76,7 +76,8 @@ def frame_outliers(frames: np.ndarray) -> list:
     d_i = mean |frame_i - frame_{i-1}|; frame i is an outlier when every step to a neighbour (d_i, d_{i+1}) exceeds
     both OUTLIER_RATIO x the median step of the clip and OUTLIER_FLOOR; an end frame, whose one neighbour must
     then continue the clip normally (else the neighbour is the odd one). Clips whose frames all differ (an image
-    model without motion) have a large median step, so nothing is flagged there."""
+    model without motion) have a large median step, so that test flags nothing there; a second one does: a frame
+    whose frame_detail exceeds NOISY_RATIO x the clip's median (and the median + NOISY_FLOOR) is noise."""
     x = np.asarray(frames, dtype=np.float32)
     if x.max() <= 1.0:
         x = x * 255.0
@@ -91,4 +92,19 @@ def frame_outliers(frames: np.ndarray) -> list:
             near.append(limit if steps[1 if i == 0 else -2] > limit else np.inf)
         if all(d > limit for d in near):
             out.append(i)
-    return out
+    # A noise frame among frames that all differ (an image model without motion: its steps are all large)
+    # still stands out by its own high-frequency energy.
+    detail = frame_detail(x)
+    noisy = max(NOISY_RATIO * float(np.median(detail)), float(np.median(detail)) + NOISY_FLOOR)
+    return sorted(set(out) | {i for i in range(x.shape[0]) if detail[i] > noisy})
+
+
+NOISY_RATIO = 1.8  # a frame with this many times the clip's median high-frequency energy ...
+NOISY_FLOOR = 1.5  # ... and at least this much more (levels): not the jitter of a clip of flat frames
+
+
+def frame_detail(frames: np.ndarray) -> np.ndarray:
+    """Per frame, the mean absolute difference between horizontally and vertically adjacent pixels (0-255
+    levels): low for flat shapes on a plain background, high for noise."""
+    x = np.asarray(frames, dtype=np.float32)
+    return (np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3)) + np.abs(np.diff(x, axis=1)).mean(axis=(1, 2, 3))) / 2

@@ -1,8 +1,8 @@
 """Frame-1 diagnosis (issue 17): does a noisy demo frame follow the noise draw or the batch index?
 
 `python -m training.frame_noise_check demo_output/cache ["prompt"]` samples the demo base (image model, 8 euler
-steps) with seed 0, the same noise rolled by one frame, and frame 1's noise re-centred, and prints each frame's
-total variation."""
+steps) with seed 0, the same noise rolled by one frame, frame 1's noise re-centred, more steps, lower guidance
+and other seeds, and prints demo_metrics.frame_outliers and each frame's total variation."""
 from __future__ import annotations
 
 import os
@@ -32,8 +32,8 @@ def main(cache: str, text: str = "a red circle") -> None:
     pos, neg = cond(text), cond("")
     lat = torch.zeros(8, 4, 8, 8)
 
-    def run(noise, label: str, steps: int = 8, sampler: str = "euler") -> None:
-        out = comfy.sample.sample(model, noise, steps, 7.5, sampler, "normal", pos, neg, lat, denoise=1.0,
+    def run(noise, label: str, steps: int = 8, sampler: str = "euler", cfg: float = 7.5) -> None:
+        out = comfy.sample.sample(model, noise, steps, cfg, sampler, "normal", pos, neg, lat, denoise=1.0,
                                   disable_pbar=True, seed=0)
         x = (vae.decode(out).detach().clamp(0, 1) * 255).numpy()
         tv = np.abs(np.diff(x, axis=2)).mean(axis=(1, 2, 3))
@@ -48,6 +48,8 @@ def main(cache: str, text: str = "a red circle") -> None:
     centred[1] /= centred[1].std(dim=(1, 2), keepdim=True)
     run(centred, "seed0, frame1 re-centred")
     run(n0, "seed0, 20 steps", steps=20)
+    for cfg in (5.0, 3.0):
+        run(n0, f"seed0, cfg {cfg:g}", cfg=cfg)
     for seed in (1, 2, 3):
         run(comfy.sample.prepare_noise(lat, seed), f"seed{seed}")
 

@@ -100,6 +100,19 @@ def test_frames_that_all_differ_have_no_outlier():
     assert demo_metrics.frame_outliers(rng.integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)) == []
 
 
+@pytest.mark.parametrize("index", [0, 1, 5])
+def test_a_noise_frame_among_independent_frames_is_an_outlier(index):
+    """What the demo's image-only clips looked like (issue 17): every frame a different object, and one frame of
+    coloured 8x8-block noise (the analytic decoder's blocks) with the same overall brightness."""
+    rng = np.random.default_rng(index)
+    independent = np.stack([_clip(d, seed=int(rng.integers(100)))[0] for d in ["left", "right", "up", "down"] * 2])
+    assert demo_metrics.frame_outliers(independent) == []
+    broken = independent.copy()
+    blocks = rng.integers(0, 120, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    broken[index] = blocks
+    assert demo_metrics.frame_outliers(broken) == [index]
+
+
 def test_convert_workflow_names_widgets_and_follows_links():
     prompt = convert_workflow(_workflow("txt2anim_sd15_v2.json"), INFO)
     assert "Note" not in {n["class_type"] for n in prompt.values()}
