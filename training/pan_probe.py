@@ -1,0 +1,84 @@
+"""Pan MotionLoRA probe (issue 17): train a pan-left and a pan-right MotionLoRA on the demo's cached models with
+other settings than the demo's, then print the tracked object's horizontal speed under each, per seed.
+
+    python -m training.pan_probe --tag e2 --lr 2e-3            # after `make demo` filled demo_output/cache
+    python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
+
+It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
+motionlora_zoomin_panleft.json with the pan node holding the new LoRA); the LoRAs are saved as
+<tag>_pan_left/right.safetensors in the cache's animatediff_motion_lora folder (delete them to retrain).
+--video-stills adds frame 30 of every synthetic video (objects with motion trails pointing every way) to the
+stills the camera moves over, so a LoRA cannot rely on the trail to pick its direction.
+Content should move right (+) under pan-left and left (-) under pan-right.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from typing import List, Optional
+
+
+def video_stills(cache: str, out_dir: str) -> str:
+    import cv2
+
+    from .data import read_frames, scan_entries
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    stills = os.path.join(cache, "data", "stills")
+    for name in sorted(os.listdir(stills)):
+        if name.endswith(".png"):
+            shutil.copy(os.path.join(stills, name), os.path.join(out_dir, "a_" + name))
+    for i, e in enumerate(scan_entries(os.path.join(cache, "data", "videos"), "captions.csv")):
+        frame = read_frames(e.path, [30])[0]
+        cv2.imwrite(os.path.join(out_dir, f"v_{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return out_dir
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    from . import demo
+
+    ap = argparse.ArgumentParser(prog="python -m training.pan_probe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="demo_output", help="the demo's output folder (its cache is used)")
+    ap.add_argument("--tag", default="probe", help="prefix of the LoRA files")
+    ap.add_argument("--steps", type=int, default=120)
+    ap.add_argument("--strength", type=float, default=0.3, help="camera strength")
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--rank", type=int, default=32)
+    ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated sampling seeds (a prompt per seed)")
+    ap.add_argument("--video-stills", action="store_true")
+    args = ap.parse_args(argv)
+
+    out = os.path.abspath(args.out)
+    cache = os.path.join(out, "cache")
+    from tools.comfy_host import import_comfy
+    from tools.workflow_convert import bypass, find_node
+
+    import_comfy("", cpu=None)
+    runner = demo.make_runner(cache, out)
+    sampling = {"steps": 8, "sampler_name": "euler"}
+    stills = (video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
+              else os.path.join(cache, "data", "stills"))
+    for motion in ("pan_left", "pan_right"):
+        name = f"{args.tag}_{motion}.safetensors"
+        if not os.path.exists(os.path.join(cache, "models", "animatediff_motion_lora", name)):
+            prompt = demo.lora_training_prompt(runner, {"stills": stills}, demo.Plan(), motion, sampling)
+            demo._set(prompt, "ADMK_TrainMotionLoRA", camera_strength=args.strength, steps=args.steps,
+                      learning_rate=args.lr, rank=args.rank, lora_name=name)
+            runner.run_prompt(prompt)
+        speeds = []
+        for seed in (int(s) for s in args.seeds.split(",")):
+            text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
+            prompt = demo._prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, "pan_probe/clip")
+            demo._set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=name, strength=1.0)
+            prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+            frames = demo._frames_of(runner.run_prompt(prompt), prompt)
+            speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
