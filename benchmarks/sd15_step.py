@@ -7,6 +7,9 @@ inflated, plain, ...: paired, so the load of the shared machine hits both alike)
   plain     the checkpoint's MODEL
   inflated  motion_core.comfy.inflate(MODEL, v2 module) with precision auto (fp32, the exact path)
   bf16      the same with precision bf16 (only where the CPU/GPU computes bf16 natively)
+  bf16_unet the whole step in bf16: the UNet's weights in bf16 (what ComfyUI's --bf16-unet gives) and the motion
+            module with precision auto, which follows the UNet (bf16 hardware only; the motion module alone is
+            a third of the step, so its own bf16 cannot speed the whole step up by more than ~1.2x)
 Printed per case: median, min and max wall seconds and CPU seconds (process CPU time: less sensitive to the
 neighbours' load than wall time); the FLOPs of one step counted by torch.utils.flop_counter.FlopCounterMode
 (attention through the math kernel so it is counted); a per-part split from forward hooks (time inside the
@@ -28,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-CASES = ("plain", "inflated", "bf16")
+CASES = ("plain", "inflated", "bf16", "bf16_unet")
 
 
 class PartTimer:
@@ -88,7 +91,12 @@ def _build(args):
     cpu = torch.device("cpu")
     patcher = comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
     motion = load_motion_module(standins.cached_motion_file("mm_sd_v15_v2", layout="full"), dtype=torch.float32)
-    return patcher, motion
+    bf16 = None
+    if "bf16_unet" in args.cases:  # the same weights, stored in bf16
+        bf16_model = comfy.supported_models.SD15(dict(cfg, dtype=torch.bfloat16)).get_model({})
+        bf16_model.load_state_dict(model.state_dict())
+        bf16 = comfy.model_patcher.ModelPatcher(bf16_model, load_device=cpu, offload_device=cpu)
+    return patcher, motion, bf16
 
 
 def _step_fn(model, size: int, frames: int):
@@ -125,17 +133,20 @@ def _spread(values):
 
 def run(args) -> dict:
     t0 = time.perf_counter()
-    patcher, motion = _build(args)  # puts the repo on sys.path and boots ComfyUI first
+    patcher, motion, bf16_unet = _build(args)  # puts the repo on sys.path and boots ComfyUI first
     print(f"built the UNet and the motion module in {time.perf_counter() - t0:.0f} s", flush=True)
     import torch
 
     from motion_core import precision as precision_mod
     from motion_core.comfy import MotionLayer, inflate
 
-    cases = [c for c in args.cases if c != "bf16" or precision_mod.native(torch.bfloat16, torch.device("cpu"))]
+    cases = [c for c in args.cases
+             if not c.startswith("bf16") or precision_mod.native(torch.bfloat16, torch.device("cpu"))]
     skipped = sorted(set(args.cases) - set(cases))
     models = {"plain": patcher, "inflated": inflate(patcher, motion),
               "bf16": inflate(patcher, motion, precision="bf16")}
+    if bf16_unet is not None:
+        models["bf16_unet"] = inflate(bf16_unet, motion)
     out = {"threads": args.threads, "frames": args.frames, "skipped": skipped,
            "cpu_bf16": precision_mod.cpu_has_native_bf16(), "sizes": {}}
     for size in args.sizes:
@@ -159,7 +170,7 @@ def run(args) -> dict:
                 res[c]["cpu"].append(cpu)
                 res[c]["motion"].append(timer.inside)
                 res[c]["motion_cpu"].append(timer.inside_cpu)
-        flops = {c: _count_flops(steps[c]) for c in cases if c != "bf16"} if not args.no_flops else {}
+        flops = {c: _count_flops(steps[c]) for c in cases if c in ("plain", "inflated")} if not args.no_flops else {}
         entry = {}
         for c in cases:
             rest = [w - m for w, m in zip(res[c]["wall"], res[c]["motion"])]
@@ -167,9 +178,11 @@ def run(args) -> dict:
             entry[c] = {"wall": _spread(res[c]["wall"]), "cpu": _spread(res[c]["cpu"]),
                         "motion": _spread(res[c]["motion"]), "rest": _spread(rest),
                         "motion_cpu": _spread(res[c]["motion_cpu"]), "rest_cpu": _spread(rest_cpu)}
+        for c in ("bf16", "bf16_unet"):
+            if c in cases and "inflated" in cases:
+                entry[f"{c}_max_abs_err"] = (latents[c].float() - latents["inflated"]).abs().max().item()
         if "bf16" in cases and "inflated" in cases:
             ref = latents["inflated"]
-            entry["bf16_max_abs_err"] = (latents["bf16"] - ref).abs().max().item()
             entry["bf16_motion_effect"] = (ref - latents["plain"]).abs().max().item() if "plain" in cases else None
         entry["flops"] = flops
         out["sizes"][str(size)] = entry
@@ -209,6 +222,11 @@ def _print_size(size, entry, cases, args, repeat):
               f"motion layers wall x{r(f, b, 'motion'):.2f}, cpu x{r(f, b, 'motion_cpu'):.2f}); max |latent "
               f"difference| {entry['bf16_max_abs_err']:.2e} (what the motion module changes: up to "
               f"{entry['bf16_motion_effect'] or float('nan'):.2e})")
+    if "bf16_unet" in cases and "inflated" in cases:
+        f, b = entry["inflated"], entry["bf16_unet"]
+        print(f"bf16 UNet + motion module (auto) vs fp32 inflated: step x{r(f, b, 'wall'):.2f} faster (cpu "
+              f"x{r(f, b, 'cpu'):.2f}; motion layers wall x{r(f, b, 'motion'):.2f}); max |latent difference| "
+              f"{entry['bf16_unet_max_abs_err']:.2e}")
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
