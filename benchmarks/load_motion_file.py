@@ -38,8 +38,7 @@ def _read_seconds(path: str) -> float:
 
 def _own_seconds(path: str, dtype) -> float:
     """Copying the file's tensors into new memory in the load's precision: the floor for a loader that owns
-    its weights (most of it is the kernel handing out fresh pages; the same copy into touched memory is ~6x
-    faster)."""
+    its weights (most of it is the kernel handing out fresh pages, not the copy itself)."""
     import time
 
     import torch
