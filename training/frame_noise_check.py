@@ -52,6 +52,11 @@ def main(cache: str, text: str = "a red circle") -> None:
         run(n0, f"seed0, cfg {cfg:g}", cfg=cfg)
     for seed in (1, 2, 3):
         run(comfy.sample.prepare_noise(lat, seed), f"seed{seed}")
+    for seed in (0, 1, 2, 3):  # is a large channel mean alone what breaks a frame?
+        means = comfy.sample.prepare_noise(lat, seed).mean(dim=(2, 3))
+        frame, channel = divmod(int(means.abs().argmax()), means.shape[1])
+        print(f"seed{seed} noise: largest channel mean {means[frame, channel]:+.2f} (frame {frame}, channel "
+              f"{channel}); frame {frame}'s channel means {np.round(means[frame].numpy(), 2)}", flush=True)
 
 
 if __name__ == "__main__":
