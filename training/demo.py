@@ -367,6 +367,15 @@ def make_runner(cache: str, out: str):
     return runner
 
 
+def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, prefix: str) -> dict:
+    """motionlora_zoomin_panleft.json with `lora_name` on its pan node and the zoom node bypassed."""
+    from tools.workflow_convert import bypass, find_node
+
+    prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, prefix)
+    _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=lora_name, strength=1.0)
+    return bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+
+
 def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log) -> List[dict]:
     from tools.workflow_convert import bypass, find_node
 
@@ -406,9 +415,7 @@ def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log
         for seed in range(plan.pan_seeds):
             text, colour = PAN_PROMPTS[seed % len(PAN_PROMPTS)]
             slug = f"{motion}_s{seed}"
-            prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, f"admk_demo/{slug}")
-            _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=LORA_NAMES[motion], strength=1.0)
-            prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+            prompt = pan_prompt(runner, LORA_NAMES[motion], text, seed, sampling, f"admk_demo/{slug}")
             execute(slug, prompt, prompt_text=text, colour=colour, seed=seed, direction=content_way,
                     variant=f"motion module + {motion} LoRA")
     return runs

@@ -54,7 +54,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     out = os.path.abspath(args.out)
     cache = os.path.join(out, "cache")
     from tools.comfy_host import import_comfy
-    from tools.workflow_convert import bypass, find_node
 
     import_comfy("", cpu=None)
     runner = demo.make_runner(cache, out)
@@ -71,9 +70,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         speeds = []
         for seed in (int(s) for s in args.seeds.split(",")):
             text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
-            prompt = demo._prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, "pan_probe/clip")
-            demo._set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=name, strength=1.0)
-            prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+            prompt = demo.pan_prompt(runner, name, text, seed, sampling, "pan_probe/clip")
             frames = demo._frames_of(runner.run_prompt(prompt), prompt)
             speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
