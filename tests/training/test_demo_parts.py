@@ -102,14 +102,20 @@ def test_frames_that_all_differ_have_no_outlier():
 
 @pytest.mark.parametrize("index", [0, 1, 5])
 def test_a_noise_frame_among_independent_frames_is_an_outlier(index):
-    """What the demo's image-only clips looked like (issue 17): every frame a different object, and one frame of
-    coloured 8x8-block noise (the analytic decoder's blocks) with the same overall brightness."""
+    """What the demo's image-only clips looked like (issue 17): every frame different (here: another background
+    colour each, so consecutive frames differ by tens of levels), and one frame of coloured 8x8-block noise (the
+    analytic decoder's blocks) about as far from its neighbours as they are from each other."""
     rng = np.random.default_rng(index)
-    independent = np.stack([_clip(d, seed=int(rng.integers(100)))[0] for d in ["left", "right", "up", "down"] * 2])
+    independent = np.stack([np.broadcast_to(rng.integers(40, 200, 3, dtype=np.uint8), (64, 64, 3)).copy()
+                            for _ in range(8)])
+    for frame in independent:
+        frame[20:36, 24:40] = (220, 30, 30)
+    steps = np.abs(np.diff(independent.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
     assert demo_metrics.frame_outliers(independent) == []
     broken = independent.copy()
-    blocks = rng.integers(0, 120, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
-    broken[index] = blocks
+    broken[index] = rng.integers(40, 200, (8, 8, 3), dtype=np.uint8).repeat(8, 0).repeat(8, 1)
+    broken_steps = np.abs(np.diff(broken.astype(np.float32), axis=0)).mean(axis=(1, 2, 3))
+    assert broken_steps.max() < 3 * np.median(steps)  # the step test alone cannot see it
     assert demo_metrics.frame_outliers(broken) == [index]
 
 
