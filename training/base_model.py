@@ -299,9 +299,9 @@ def train_unet_on_frames(patcher, latents: torch.Tensor, captions: Sequence[str]
     snr_gamma > 0: Min-SNR-gamma weights min(SNR, gamma) / SNR per sample (Hang et al. 2023, who report several
     times faster convergence of image diffusion training with gamma 5); 0 weights every sample equally.
     offset_noise > 0: each sample's noise gets a per-channel constant drawn with that std added ("offset noise",
-    Lin 2023): the model then learns to remove a noise draw's mean too. At the demo's 8x8 latents one channel's
-    mean of plain noise has std 1/8, so some frames of a seed start 2-3 std off and a base that never learnt
-    that draws coloured noise there (issue 17's frame 1).
+    Lin 2023): the model then learns to remove a noise draw's mean too. Tried against issue 17's noisy frame 1
+    (at the demo's 8x8 latents one channel's mean of plain noise has std 1/8); it did not cure it
+    (training/README.md), so the demo trains with 0.
     lr_schedule: after a warm-up over the first 5 % of steps, "constant" or "cosine" (decays to lr x lr_final).
     device: where the UNet trains (e.g. ComfyUI's torch device, a GPU where there is one); None = where it is.
     The random draws stay on the CPU generator, so a run is the same sequence on any device; the UNet goes back
