@@ -108,7 +108,7 @@ def init_clip_(clip_module: nn.Module, seed: int) -> None:
 
 
 def init_taesd_analytic_(taesd: nn.Module, seed: int = 0, noise: float = 0.1) -> None:
-    """Encoder: RGB -> 8x8 averages (channels 0-2 = 2*rgb-1, channel 3 free); decoder: upsample them back.
+    """Encoder: RGB -> 8x8 averages (channels 0-2 = 2*rgb-1, channel 3 = 2*grey-1); decoder: upsample them back.
     The other 61 feature channels get small seeded weights that never feed the colour channels, so the
     analytic reconstruction is exact and fine-tuning can still recruit them (exact zeros would never move)."""
     from comfy.taesd.taesd import Block
@@ -141,6 +141,14 @@ def init_taesd_analytic_(taesd: nn.Module, seed: int = 0, noise: float = 0.1) ->
         for c in range(3):
             enc[14].weight[c, c, 1, 1] = 2.0
             enc[14].bias[c] = -1.0
+        # Channel 3 = 2*grey-1 of the same averages. Left to the small random taps it was a constant (model-space
+        # std 0.006 at 1.46 while the others were centred): the UNet never saw it vary, so a noise draw whose
+        # channel-3 mean strayed (seed 0's frame 1) left it off its constant and that frame decoded as coloured
+        # noise (issue 17). SD's VAE has no dead channel either.
+        enc[14].weight[3].zero_()
+        enc[14].weight[3, :3, 1, 1] = 2.0 / 3.0
+        enc[14].bias[3] = -1.0
+        for c in range(3):
             dec[1].weight[c, c, 1, 1] = 0.5
             dec[1].bias[c] = 0.5
         for i in (7, 12, 17):  # after each nearest x2 upsample: pass the colours through

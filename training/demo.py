@@ -31,7 +31,7 @@ from . import synthetic
 from .config import load_config
 from .lora_from_frames import bf16_is_faster
 
-CACHE_VERSION = "8"  # bump when anything that shapes the cached files changes
+CACHE_VERSION = "9"  # bump when anything that shapes the cached files changes
 SIZE = 64
 FRAMES = 8  # per animation, as the demo's motion stage trains (16 cost twice the CPU time for no better report)
 VIDEO_FRAMES = 61  # room for 16 frames at stride 4 (the paper's clips); the demo's 8-frame clips start anywhere
@@ -367,12 +367,13 @@ def make_runner(cache: str, out: str):
     return runner
 
 
-def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, prefix: str) -> dict:
-    """motionlora_zoomin_panleft.json with `lora_name` on its pan node and the zoom node bypassed."""
+def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, prefix: str,
+               strength: float = 1.0) -> dict:
+    """motionlora_zoomin_panleft.json with `lora_name` on its pan node (at `strength`) and the zoom node bypassed."""
     from tools.workflow_convert import bypass, find_node
 
     prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, prefix)
-    _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=lora_name, strength=1.0)
+    _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=lora_name, strength=strength)
     return bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
 
 

@@ -49,6 +49,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated sampling seeds (a prompt per seed)")
     ap.add_argument("--video-stills", action="store_true")
+    ap.add_argument("--baseline", action="store_true", help="also print the speeds without a pan LoRA")
+    ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
     args = ap.parse_args(argv)
 
     out = os.path.abspath(args.out)
@@ -60,6 +62,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     sampling = {"steps": 8, "sampler_name": "euler"}
     stills = (video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
               else os.path.join(cache, "data", "stills"))
+    seeds = [int(s) for s in args.seeds.split(",")]
+    if args.baseline:
+        speeds = []
+        for seed in seeds:
+            text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
+            prompt = demo._prepare(runner, "txt2anim_sd15_v2.json", text, seed, sampling, "pan_probe/clip")
+            frames = demo._frames_of(runner.run_prompt(prompt), prompt)
+            speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+        print(f"no LoRA: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
+    right = 0
     for motion in ("pan_left", "pan_right"):
         name = f"{args.tag}_{motion}.safetensors"
         if not os.path.exists(os.path.join(cache, "models", "animatediff_motion_lora", name)):
@@ -68,12 +80,15 @@ def main(argv: Optional[List[str]] = None) -> int:
                       learning_rate=args.lr, rank=args.rank, lora_name=name)
             runner.run_prompt(prompt)
         speeds = []
-        for seed in (int(s) for s in args.seeds.split(",")):
+        for seed in seeds:
             text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
-            prompt = demo.pan_prompt(runner, name, text, seed, sampling, "pan_probe/clip")
+            prompt = demo.pan_prompt(runner, name, text, seed, sampling, "pan_probe/clip", args.lora_strength)
             frames = demo._frames_of(runner.run_prompt(prompt), prompt)
             speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+        way = 1.0 if demo.PAN_CONTENT_DIRECTION[motion] == "right" else -1.0
+        right += sum(1 for v in speeds if v * way > 0)
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
+    print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies", flush=True)
     return 0
 
 

@@ -53,6 +53,11 @@ def test_analytic_taesd_reconstructs_through_comfys_vae(comfy):
     latents = raw * bm.SD15_LATENT_SCALE  # what the UNet sees
     assert tuple(latents.shape) == (24, 4, 8, 8)
     assert float(latents.mean()) == pytest.approx(0.0, abs=1e-3) and float(latents.std()) == pytest.approx(1.0, abs=1e-2)
+    # no dead channel: each of the four varies with the image and sits near the centre the sampler's noise
+    # starts from (a constant channel 3 at +1.46 made seed 0's frame 1 of the demo decode as noise, issue 17)
+    per_mean, per_std = latents.mean((0, 2, 3)), latents.std((0, 2, 3))
+    assert bool((per_std > 0.3).all()), per_std
+    assert bool((per_mean.abs() < 0.6).all()), per_mean
     rec = vae.decode(raw).permute(0, 3, 1, 2)
     assert bm.psnr(rec, frames) > 18.0
     # colour survives: the mean colour of each reconstruction matches its frame's
