@@ -83,7 +83,8 @@ class Plan:
         self.vae_steps = 0  # decoder fine-tuning steps (--vae-steps)
         self.base_snr_gamma = 0.0  # Min-SNR-gamma weights in the base model's loss (0: plain MSE)
         # offset noise for the base (train_unet_on_frames) did not cure seed 0's noisy frame 1 (training/README.md:
-        # 0.1 left it as noisy, 0.3 stopped the base drawing objects), so the base trains without it
+        # 0.1 left it as noisy, 0.3 stopped the base drawing objects; the cause was the VAE's constant channel 3),
+        # and 0.1 on the fixed VAE did not make that frame less detailed, so the base trains without it
         self.base_offset_noise = 0.0
         self.base_lr_schedule = "constant"  # "cosine" fitted better but gave worse animations (see the docstring)
         # a fading motion trail behind each moving shape (synthetic.render_trailed): every frame then shows its

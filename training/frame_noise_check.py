@@ -2,7 +2,10 @@
 
 `python -m training.frame_noise_check demo_output/cache ["prompt"]` samples the demo base (image model, 8 euler
 steps) with seed 0, the same noise rolled by one frame, frame 1's noise re-centred, more steps, lower guidance
-and other seeds, and prints demo_metrics.frame_outliers and each frame's total variation."""
+and other seeds, and prints demo_metrics.frame_outliers and each frame's total variation; then the model-space
+channel statistics of the base's training frames encoded by the checkpoint's VAE and, for seed 0, each channel's
+mean in the last step's prediction of frames 0-2 (a constant channel the UNet fails to restore is what made frame
+1 noise before the VAE's channel 3 carried grey)."""
 from __future__ import annotations
 
 import os
@@ -20,7 +23,7 @@ def main(cache: str, text: str = "a red circle") -> None:
 
     from training.demo_metrics import frame_outliers
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("ADMK_THREADS", "2")))
     torch.set_grad_enabled(False)
     ckpt = os.path.join(cache, "models", "checkpoints", "admk_demo_sd15.safetensors")
     model, clip, vae, _ = comfy.sd.load_checkpoint_guess_config(ckpt, output_clip=True)
@@ -52,6 +55,17 @@ def main(cache: str, text: str = "a red circle") -> None:
         run(n0, f"seed0, cfg {cfg:g}", cfg=cfg)
     for seed in (1, 2, 3):
         run(comfy.sample.prepare_noise(lat, seed), f"seed{seed}")
+    x0s = []
+    comfy.sample.sample(model, n0, 8, 7.5, "euler", "normal", pos, neg, lat, denoise=1.0, disable_pbar=True, seed=0,
+                        callback=lambda step, x0, x, total: x0s.append(x0))
+    for f in range(3):
+        print(f"seed0 last prediction, frame {f} channel means {np.round(x0s[-1][f].mean(dim=(1, 2)).numpy(), 2)}")
+    from training import demo
+
+    frames, _ = demo._frames_for_base({k: os.path.join(cache, "data", k) for k in ("videos", "stills")}, 6)
+    latents = vae.encode(frames.permute(0, 2, 3, 1)[..., :3]) * 0.18215
+    print(f"{frames.shape[0]} base training frames, model-space channel means "
+          f"{np.round(latents.mean(dim=(0, 2, 3)).numpy(), 3)} stds {np.round(latents.std(dim=(0, 2, 3)).numpy(), 3)}")
     for seed in (0, 1, 2, 3):  # is a large channel mean alone what breaks a frame?
         means = comfy.sample.prepare_noise(lat, seed).mean(dim=(2, 3))
         frame, channel = divmod(int(means.abs().argmax()), means.shape[1])
