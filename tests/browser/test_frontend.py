@@ -28,7 +28,10 @@ UI_QUEUED = "txt2anim_sd15_v2"
 HELP_NODE = "ADMK_SampleAnimation"
 OUT = Path(os.environ.get("ADMK_TEST_OUTPUT") or REPO_ROOT / "tests" / ".output") / "browser"
 # Per workflow, inputs set on top of shrinking (as in tests/e2e/test_workflows.py).
-TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}}}
+# After the prompt comparison: sizes that keep each run short. The training workflow's own 100-odd steps on the
+# stand-ins took over the 600 s limit on a float32-only 2-core CPU; two steps still train, save and animate.
+TWEAKS = {"depth_guided_animation": {"ADMK_ContextOptions": {"context_length": 6, "context_overlap": 2}},
+          "train_motionlora_from_clip": {"ADMK_TrainMotionLoRA": {"steps": 2, "rank": 4}}}
 
 
 def _skip_loudly(reason: str):

@@ -91,7 +91,9 @@ def test_the_node_path_trains_what_the_cli_trains(stills, motion_file, tmp_path)
     a, b = load_file(cli["output"]), load_file(out)
     assert set(a) == set(b) and len(a) > 0
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+        # float reordering between CPU kernels (AVX2 vs AVX512) moved one weight by 3.2e-6; a different path or
+        # draw moves them by about the learning rate (1e-2, Adam's steps are normalised)
+        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
     assert result.losses == pytest.approx(cli["losses"], rel=1e-5)
     assert any(float(v.abs().max()) > 0 for k, v in b.items() if ".up." in k)  # it trained
     assert all(torch.equal(v, before[k]) for k, v in mm.state_dict().items())  # the module was not changed
