@@ -90,10 +90,11 @@ def test_the_node_path_trains_what_the_cli_trains(stills, motion_file, tmp_path)
     result = job.train_from_frames(base.patcher, vae, mm, [[text_stub(CAPTION)[None], {}]], request, out, device)
     a, b = load_file(cli["output"]), load_file(out)
     assert set(a) == set(b) and len(a) > 0
-    for k in a:
-        # float reordering between CPU kernels (AVX2 vs AVX512) moved one weight by 3.2e-6; a different path or
-        # draw moves them by about the learning rate (1e-2, Adam's steps are normalised)
-        torch.testing.assert_close(a[k], b[k], atol=2e-5, rtol=1e-4)
+    # Per tensor, not per element: Adam normalises each step, so float reordering between CPU kernels (AVX2 vs
+    # AVX512, thread splits) flips the odd near-zero-gradient element by up to 2.2e-5 (seen); a different path or
+    # draw changes whole tensors by about their own size.
+    worst = max(float((a[k] - b[k]).norm() / a[k].norm().clamp_min(1e-12)) for k in a)
+    assert worst < 1e-2, worst
     assert result.losses == pytest.approx(cli["losses"], rel=1e-5)
     assert any(float(v.abs().max()) > 0 for k, v in b.items() if ".up." in k)  # it trained
     assert all(torch.equal(v, before[k]) for k, v in mm.state_dict().items())  # the module was not changed
