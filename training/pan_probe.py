@@ -63,14 +63,21 @@ def main(argv: Optional[List[str]] = None) -> int:
     stills = (video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
               else os.path.join(cache, "data", "stills"))
     seeds = [int(s) for s in args.seeds.split(",")]
-    if args.baseline:
-        speeds = []
+
+    def speeds(make_prompt) -> List[float]:
+        """The tracked object's horizontal speed per seed, each seed sampling its own PAN_PROMPTS prompt."""
+        out = []
         for seed in seeds:
             text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
-            prompt = demo._prepare(runner, "txt2anim_sd15_v2.json", text, seed, sampling, "pan_probe/clip")
+            prompt = make_prompt(text, seed)
             frames = demo._frames_of(runner.run_prompt(prompt), prompt)
-            speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
-        print(f"no LoRA: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
+            out.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+        return out
+
+    if args.baseline:
+        plain = speeds(lambda text, seed: demo._prepare(runner, "txt2anim_sd15_v2.json", text, seed, sampling,
+                                                        "pan_probe/clip"))
+        print(f"no LoRA: px/frame per seed {', '.join(f'{v:+.2f}' for v in plain)}", flush=True)
     right = 0
     for motion in ("pan_left", "pan_right"):
         name = f"{args.tag}_{motion}.safetensors"
@@ -79,15 +86,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             demo._set(prompt, "ADMK_TrainMotionLoRA", camera_strength=args.strength, steps=args.steps,
                       learning_rate=args.lr, rank=args.rank, lora_name=name)
             runner.run_prompt(prompt)
-        speeds = []
-        for seed in seeds:
-            text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
-            prompt = demo.pan_prompt(runner, name, text, seed, sampling, "pan_probe/clip", args.lora_strength)
-            frames = demo._frames_of(runner.run_prompt(prompt), prompt)
-            speeds.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+        moved = speeds(lambda text, seed, name=name: demo.pan_prompt(runner, name, text, seed, sampling,
+                                                                     "pan_probe/clip", args.lora_strength))
         way = 1.0 if demo.PAN_CONTENT_DIRECTION[motion] == "right" else -1.0
-        right += sum(1 for v in speeds if v * way > 0)
-        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in speeds)}", flush=True)
+        right += sum(1 for v in moved if v * way > 0)
+        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in moved)}", flush=True)
     print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies", flush=True)
     return 0
 
