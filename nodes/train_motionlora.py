@@ -79,7 +79,10 @@ class TrainMotionLoRA(io.ComfyNode):
                                                               "text learns the motion for any prompt."),
                 io.Combo.Input("camera", options=list(job.CAMERA_PRESETS), default=job.NO_CAMERA,
                                tooltip="none: learn the clip's own motion. Otherwise a camera move made over each "
-                                       "image (pan_left: the camera moves left, the content drifts right)."),
+                                       "image (pan_left: the camera moves left, the content drifts right). A pair "
+                                       "such as pan_left/pan_right trains ONE LoRA for both moves: strength +1 "
+                                       "gives the first, -1 the second (each step shows both, so the LoRA learns "
+                                       "what tells them apart; it picks up direction better than two LoRAs)."),
                 io.Float.Input("camera_strength", default=0.5, min=0.05, max=2.0, step=0.05,
                                tooltip="How far the camera preset moves over a clip (zoom factor 1 + s; pans travel "
                                        "the free range of a window 1/(1 + s) of the image)."),
@@ -100,7 +103,8 @@ class TrainMotionLoRA(io.ComfyNode):
                                 tooltip="File name in models/animatediff_motion_lora (.safetensors is added). An "
                                         "existing file of that name is replaced when training finishes."),
                 io.Float.Input("strength", default=1.0, min=-10.0, max=10.0, step=0.01,
-                               tooltip="Strength of the new LoRA in the MOTION_MODULE output (as Apply MotionLoRA)."),
+                               tooltip="Strength of the new LoRA in the MOTION_MODULE output (as Apply MotionLoRA; "
+                                       "negative for the second move of a camera pair)."),
             ],
             outputs=[
                 MotionModule.Output(display_name="MOTION_MODULE",

@@ -11,11 +11,12 @@ a square crop window moves over the source along time and every window is resamp
   that direction, so the content moves the opposite way on screen (pan_left: objects drift right).
 - roll_cw/roll_ccw: the camera rotates by s*90 degrees clockwise / anticlockwise (window 1/sqrt(2) so it
   stays inside the source); content turns the opposite way on screen.
+- signed pairs (SIGNED_PAIRS, e.g. "pan_left/pan_right"): one LoRA for both moves, by the sign of its strength.
 """
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Sequence, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
@@ -89,6 +90,23 @@ CAMERA_MOTIONS: Dict[str, WindowFn] = {
     "roll_cw": _roll(1.0),
     "roll_ccw": _roll(-1.0),
 }
+
+
+# Signed pairs: ONE MotionLoRA for two opposite moves, used at strength +s for the first and -s for the second.
+# Why the maths allows it: the LoRA enters the motion module's weights linearly (W + s * up @ down), so to first
+# order its effect on the output is odd in s. Training makes it exact where it matters: each step shows the same
+# still, noise and timestep once moved the first way with the LoRA at +1 and once the other way at -1
+# (data.ClipDataset pairs them, Trainer.loss flips the scale), so at the start the gradient is the difference of
+# the two moves' gradients: what both share (more motion, the stills' look) cancels and only the direction is
+# learnt. Two separate LoRAs each learn mostly that shared part (training/README.md, "Pan MotionLoRAs").
+SIGNED_PAIRS: Dict[str, Tuple[str, str]] = {f"{a}/{b}": (a, b) for a, b in (
+    ("pan_left", "pan_right"), ("pan_up", "pan_down"), ("zoom_in", "zoom_out"), ("roll_cw", "roll_ccw"))}
+
+
+def signed_pair(name: str) -> Optional[Tuple[str, str]]:
+    """(motion at +1, motion at -1) for a SIGNED_PAIRS name ("pan_left/pan_right"), None for anything else."""
+    key = name.strip().lower().replace("-", "_").replace(" ", "")
+    return SIGNED_PAIRS.get(key)
 
 
 def get_camera_motion(name: str) -> WindowFn:

@@ -30,7 +30,8 @@ class DataConfig:
     flip: bool = True  # random horizontal flip (off for MotionLoRA: a flip reverses pans)
     empty_prompt_prob: float = 0.1  # captions replaced by "" so classifier-free guidance works (paper: 10 %)
     cached_latents: str = ""  # folder of <video stem>.safetensors latents made by --cache-latents; "" reads pixels
-    camera_motion: str = ""  # motionlora: rule-based camera motion applied to every clip (see augment.CAMERA_MOTIONS)
+    camera_motion: str = ""  # motionlora: rule-based camera motion applied to every clip (see augment.CAMERA_MOTIONS;
+    # "pan_left/pan_right" and the other augment.SIGNED_PAIRS: one LoRA for both moves, by its strength's sign)
     camera_strength: float = 0.5  # motionlora: how far the camera moves over a clip (zoom factor 1+s, pan s of the side)
     num_workers: int = 0  # DataLoader worker processes (0 = decode in the training process)
 
@@ -222,10 +223,17 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.stage == "motionlora" and not cfg.model.motion_module:
         raise ConfigError("stage motionlora adapts an existing motion module: set model.motion_module=<file>")
     if cfg.stage == "motionlora" and cfg.data.camera_motion:
-        from .augment import CAMERA_MOTIONS  # validates the name early, before any model loads
-        for name in cfg.data.camera_motion.split(","):
-            if name.strip() not in CAMERA_MOTIONS:
-                raise ConfigError(f"data.camera_motion {name!r} is unknown; choose from {', '.join(CAMERA_MOTIONS)}")
+        from .augment import CAMERA_MOTIONS, SIGNED_PAIRS, signed_pair  # validates names before any model loads
+        names = [n.strip() for n in cfg.data.camera_motion.split(",") if n.strip()]
+        if any("/" in n for n in names):
+            if len(names) != 1 or signed_pair(names[0]) is None:
+                raise ConfigError(f"data.camera_motion {cfg.data.camera_motion!r}: a signed pair stands alone and is "
+                                  f"one of {', '.join(SIGNED_PAIRS)}")
+        else:
+            for name in names:
+                if name not in CAMERA_MOTIONS:
+                    raise ConfigError(f"data.camera_motion {name!r} is unknown; choose from "
+                                      f"{', '.join(CAMERA_MOTIONS)} or a signed pair ({', '.join(SIGNED_PAIRS)})")
     return cfg
 
 

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from .augment import camera_motion_clip, hflip, resize_center_crop, to_tensor_range
+from .augment import SIGNED_PAIRS, camera_motion_clip, hflip, resize_center_crop, signed_pair, to_tensor_range
 
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".gif", ".m4v")
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -154,6 +154,9 @@ def clip_indices(num_frames: int, frames: int, stride: int, rng: np.random.Gener
     return [min(start + i * stride, num_frames - 1) for i in range(frames)]
 
 
+MIRROR_SWAPS = frozenset({"pan_left", "pan_right", "roll_cw", "roll_ccw"})  # camera moves a flip turns around
+
+
 class ClipDataset(torch.utils.data.Dataset):
     """Item k (global sample number) -> {"pixels" [F,3,S,S] in [-1,1] | "latents" [F,4,s,s], "caption", "index"},
     plus "frame_keys" (one string per frame) when each frame is a deterministic function of its key: frames of a
@@ -167,7 +170,10 @@ class ClipDataset(torch.utils.data.Dataset):
         self.entries = entries
         self.frames, self.stride, self.size, self.flip = frames, stride, size, flip
         self.empty_prompt_prob = empty_prompt_prob
-        self.camera_motions = [m.strip() for m in camera_motion.split(",") if m.strip()]
+        self.signed = signed_pair(camera_motion) if "/" in camera_motion else None
+        if "/" in camera_motion and self.signed is None:
+            raise ValueError(f"camera motion {camera_motion!r} is not a signed pair; use one of {', '.join(SIGNED_PAIRS)}")
+        self.camera_motions = list(self.signed or [m.strip() for m in camera_motion.split(",") if m.strip()])
         self.camera_strength = camera_strength
         self.cached_latents = cached_latents
         self.seed = seed
@@ -190,9 +196,12 @@ class ClipDataset(torch.utils.data.Dataset):
         return int(perm[pos])
 
     def __getitem__(self, k: int) -> dict:
-        idx = self.entry_for(k)
+        # A signed camera pair: samples 2j and 2j+1 are the same draw (source, crop, caption, noise) moved the pair's
+        # first way (LoRA at +1) and its second way (-1); see augment.SIGNED_PAIRS.
+        draw = int(k) // 2 if self.signed else int(k)
+        idx = self.entry_for(draw)
         entry = self.entries[idx]
-        rng = np.random.default_rng([self.seed, int(k)])
+        rng = np.random.default_rng([self.seed, draw])
         # Draw every random choice whether or not it is used, so toggling one option leaves the others alone.
         drop, flip_draw = rng.random(), rng.random()
         caption = "" if drop < self.empty_prompt_prob else entry.caption
@@ -207,6 +216,10 @@ class ClipDataset(torch.utils.data.Dataset):
         keys: List[str] = []
         if self.camera_motions:
             motion = self.camera_motions[int(rng.integers(0, len(self.camera_motions)))]
+            if self.signed:
+                motion = self.signed[int(k) % 2]
+            if motion in MIRROR_SWAPS:  # a mirrored pan-left clip is a pan-right clip: it would teach the opposite
+                flip = False
             if entry.is_still or entry.num_frames == 1:
                 src = entry.read([0])[0]
                 # frame i of a still's clip depends only on (still, motion, flip, i): it recurs every epoch
@@ -224,6 +237,9 @@ class ClipDataset(torch.utils.data.Dataset):
         item = {"pixels": to_tensor_range(clip), "caption": caption, "index": idx, "sample": int(k)}
         if keys:
             item["frame_keys"] = keys
+        if self.signed:
+            item["lora_sign"] = 1.0 if int(k) % 2 == 0 else -1.0
+            item["noise_id"] = draw
         return item
 
     def _cached(self, entry: Entry) -> torch.Tensor:
@@ -262,6 +278,18 @@ def collate(items: List[dict]) -> dict:
     out[key] = torch.stack([it[key] for it in items])
     if key == "pixels" and all("frame_keys" in it for it in items):
         out["frame_keys"] = [it["frame_keys"] for it in items]
+    if all("lora_sign" in it for it in items):
+        out["lora_sign"] = torch.tensor([it["lora_sign"] for it in items])
+        out["noise_id"] = torch.tensor([it["noise_id"] for it in items])
+    return out
+
+
+def subset(batch: dict, keep: torch.Tensor) -> dict:
+    """The clips of a collated batch where the bool mask `keep` [B] is set."""
+    rows = [i for i, k in enumerate(keep.tolist()) if k]
+    out = {}
+    for name, value in batch.items():
+        out[name] = value[keep] if isinstance(value, torch.Tensor) else [value[i] for i in rows]
     return out
 
 

@@ -38,10 +38,11 @@ VIDEO_FRAMES = 61  # room for 16 frames at stride 4 (the paper's clips); the dem
 BASE_NAME = "admk_demo_sd15.safetensors"
 MM_NAME = "admk_demo_mm.safetensors"
 # MotionLoRAs trained by the Train MotionLoRA node from camera moves over the synthetic stills
-LORA_NAMES = {"zoom_in": "admk_demo_zoom_in.safetensors", "pan_left": "admk_demo_pan_left.safetensors",
-              "pan_right": "admk_demo_pan_right.safetensors"}
+PAN_CAMERA = "pan_left/pan_right"  # one signed pan LoRA (augment.SIGNED_PAIRS): +1 pans left, -1 pans right
+LORA_NAMES = {"zoom_in": "admk_demo_zoom_in.safetensors", PAN_CAMERA: "admk_demo_pan.safetensors"}
 # pan_left: the camera moves left, so content drifts right on screen (augment.CAMERA_MOTIONS)
 PAN_CONTENT_DIRECTION = {"pan_left": "right", "pan_right": "left"}
+PAN_STRENGTH = {"pan_left": 1.0, "pan_right": -1.0}  # the pan LoRA's strength in Apply MotionLoRA for each move
 PAN_PROMPTS = [("a red circle", "red"), ("a blue square", "blue"), ("a green circle", "green"),
                ("a yellow square", "yellow")]
 DIRECTION_PROMPTS = [("a red circle moving left", "red", "left"), ("a blue square moving right", "blue", "right"),
@@ -93,7 +94,7 @@ class Plan:
         self.trail, self.trail_opacity = 3.5, 0.6
         # camera strength per MotionLoRA (None: configs/demo_motionlora.yaml's). Pans at 0.3 carry the content
         # ~19 px over 8 frames (2.7 px/frame, about the videos' 2.3), so the object stays in the 64 px frame
-        self.lora_camera = {"zoom_in": None, "pan_left": 0.3, "pan_right": 0.3}
+        self.lora_camera = {"zoom_in": None, PAN_CAMERA: 0.3}
         # pan clips per LoRA (a prompt per seed, from PAN_PROMPTS): 2 keep a cached rerun under a minute (16
         # clips took 62 s); more with training.pan_probe --seeds
         self.pan_seeds = 2
@@ -265,6 +266,10 @@ def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -
 TRAIN_WORKFLOW = "train_motionlora_from_clip.json"
 
 
+def _slug(camera: str) -> str:
+    return camera.replace("/", "_")
+
+
 def lora_training_prompt(runner, data, plan: Plan, motion: str, sampling: dict) -> dict:
     """example_workflows/train_motionlora_from_clip.json for one demo MotionLoRA: Load Frames reads the stills,
     Train MotionLoRA (camera = the motion; its other inputs from configs/demo_motionlora.yaml, what
@@ -273,7 +278,7 @@ def lora_training_prompt(runner, data, plan: Plan, motion: str, sampling: dict) 
     cfg = load_config(os.path.join(os.path.dirname(__file__), "configs", "demo_motionlora.yaml"),
                       [f"model.motion_module={MM_NAME}"])  # (the node gets the module itself)
     text, _ = PAN_PROMPTS[0]
-    prompt = _prepare(runner, TRAIN_WORKFLOW, text, 0, sampling, f"admk_demo/train_{motion}")
+    prompt = _prepare(runner, TRAIN_WORKFLOW, text, 0, sampling, f"admk_demo/train_{_slug(motion)}")
     _set(prompt, "CLIPTextEncode", 2, text="")  # the training caption: empty, so the motion holds for any prompt
     _set(prompt, "ADMK_LoadFrames", path=data["stills"], max_frames=0, width=0, height=0)
     _set(prompt, "ADMK_TrainMotionLoRA", camera=motion,
@@ -307,7 +312,7 @@ def ensure_loras(cache: str, out: str, data, plan: Plan, runner, sampling: dict,
         t0 = time.time()
         frames = _frames_of(runner.run_prompt(prompt), prompt)
         os.makedirs(os.path.join(out, "animations"), exist_ok=True)
-        _write_animation(frames, os.path.join(out, "animations", f"train_{motion}"))
+        _write_animation(frames, os.path.join(out, "animations", f"train_{_slug(motion)}"))
         with safe_open(path, "pt") as f:
             meta = f.metadata()
         info = {"steps": int(meta["admk_step"]), "seconds": round(float(meta["admk_train_seconds"]), 1),
@@ -319,7 +324,8 @@ def ensure_loras(cache: str, out: str, data, plan: Plan, runner, sampling: dict,
         return info
 
     return {motion: _ensure_stage(cache, f"{motion} MotionLoRA", "animatediff_motion_lora", name,
-                                  f"lora_{motion}_stats.json", lambda path, m=motion: train(m, path), describe, log)
+                                  f"lora_{_slug(motion)}_stats.json", lambda path, m=motion: train(m, path), describe,
+                                  log)
             for motion, name in LORA_NAMES.items()}
 
 
@@ -378,6 +384,10 @@ def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, pre
     return bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
 
 
+def pan_variant(motion: str) -> str:
+    return f"motion module + pan LoRA {PAN_STRENGTH[motion]:+g}"
+
+
 def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log) -> List[dict]:
     from tools.workflow_convert import bypass, find_node
 
@@ -411,15 +421,16 @@ def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log
         _set(prompt, "ADMK_ApplyMotionLoRA", 0, lora_name=LORA_NAMES["zoom_in"], strength=1.0)
         prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 1), "motion_module")
         execute(f"{slug}_lora", prompt, prompt_text=text, colour=colour, seed=seed, variant="motion module + zoom LoRA")
-    log(f"running example_workflows/motionlora_zoomin_panleft.json with each pan LoRA ({plan.pan_seeds} seeds; the "
-        "zoom node bypassed)")
+    log(f"running example_workflows/motionlora_zoomin_panleft.json with the pan LoRA at +1 (pan left) and -1 (pan "
+        f"right) ({plan.pan_seeds} seeds each; the zoom node bypassed)")
     for motion, content_way in PAN_CONTENT_DIRECTION.items():
         for seed in range(plan.pan_seeds):
             text, colour = PAN_PROMPTS[seed % len(PAN_PROMPTS)]
             slug = f"{motion}_s{seed}"
-            prompt = pan_prompt(runner, LORA_NAMES[motion], text, seed, sampling, f"admk_demo/{slug}")
+            prompt = pan_prompt(runner, LORA_NAMES[PAN_CAMERA], text, seed, sampling, f"admk_demo/{slug}",
+                                PAN_STRENGTH[motion])
             execute(slug, prompt, prompt_text=text, colour=colour, seed=seed, direction=content_way,
-                    variant=f"motion module + {motion} LoRA")
+                    variant=pan_variant(motion))
     return runs
 
 
@@ -450,7 +461,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
     by = lambda variant, zoom=False: [r for r in runs if r["variant"] == variant and ("zoom" in r["name"]) == zoom]  # noqa: E731
     mm, img = by("motion module"), by("image model only")
     zoom_off, zoom_on = by("motion module", True), by("motion module + zoom LoRA", True)
-    pans = {motion: by(f"motion module + {motion} LoRA") for motion in PAN_CONTENT_DIRECTION}
+    pans = {motion: by(pan_variant(motion)) for motion in PAN_CONTENT_DIRECTION}
     summary = {
         "consistency": {
             "iou_motion": _mean(r["metrics"]["iou"] for r in mm), "iou_image": _mean(r["metrics"]["iou"] for r in img),
@@ -520,10 +531,11 @@ def write_report(out: str, summary: dict, runs: List[dict], stats: dict, timings
         f"| object mask IoU between consecutive frames (1 = same place) | {c['iou_motion']:.3f} | {c['iou_image']:.3f} |",
         f"| mean centroid jump between frames (px, 64 px frames) | {c['jump_motion_px']:.2f} | {c['jump_image_px']:.2f} |",
         f"| frames where the object is present | {c['present_motion']:.2f} | {c['present_image']:.2f} |",
-        "", "| pan MotionLoRA (camera move) | content should move | clips moving that way (>= 4 px, R^2 >= 0.5) "
+        "", "| pan MotionLoRA (one signed LoRA) | content should move | clips moving that way (>= 4 px, R^2 >= 0.5) "
             "| right sign | horizontal speed px/frame (+ = right) | R^2 |", "|---|---|---|---|---|---|"]
     for motion, p in summary["pan"].items():
-        lines.append(f"| {motion} | {p['content_way']} | {p['correct']}/{p['n']} | {p['right_sign']}/{p['n']} | "
+        lines.append(f"| strength {PAN_STRENGTH[motion]:+g} ({motion.replace('_', ' ')}) | {p['content_way']} | "
+                     f"{p['correct']}/{p['n']} | {p['right_sign']}/{p['n']} | "
                      f"{p['horizontal_px_per_frame']:+.2f} | {p['r2']:.2f} |")
     lines += [
         f"| no LoRA (zoom comparison clips) | - | - | - | {summary['pan_baseline_horizontal_px_per_frame']:+.2f} | - |",
@@ -631,7 +643,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"object IoU between frames: {c['iou_motion']:.3f} with the motion module vs {c['iou_image']:.3f} without")
     print(f"centroid jump per frame:   {c['jump_motion_px']:.2f} px vs {c['jump_image_px']:.2f} px")
     for motion, p in summary["pan"].items():
-        print(f"{motion + ' LoRA:':<27}content moves {p['content_way']} in {p['correct']}/{p['n']} clips "
+        print(f"{f'pan LoRA {PAN_STRENGTH[motion]:+g} ({motion}):':<27}content moves {p['content_way']} in {p['correct']}/{p['n']} clips "
               f"(right sign {p['right_sign']}/{p['n']}), horizontal speed {p['horizontal_px_per_frame']:+.2f} px/frame "
               f"(no LoRA: {summary['pan_baseline_horizontal_px_per_frame']:+.2f})")
     print(f"zoom-in LoRA:              area x{z['area_ratio_lora']:.2f} over the clip with the LoRA, "

@@ -19,10 +19,10 @@ from typing import Callable, List, Optional, Sequence
 import numpy as np
 import torch
 
-from .augment import CAMERA_MOTIONS
+from .augment import CAMERA_MOTIONS, SIGNED_PAIRS
 
 NO_CAMERA = "none"
-CAMERA_PRESETS = (NO_CAMERA,) + tuple(CAMERA_MOTIONS)
+CAMERA_PRESETS = (NO_CAMERA,) + tuple(CAMERA_MOTIONS) + tuple(SIGNED_PAIRS)
 MIN_CLIP_FRAMES = 4  # fewer frames show too little motion to learn from
 MIN_SIZE = 64  # pixels: the smallest side the UNet's 8x downsampling and the VAE handle well
 SPACE_MARGIN = 16 * 2 ** 20

@@ -151,6 +151,11 @@ class MotionLoRA(nn.Module):
             self.stems[_safe(path)] = stem
             self._targets.append((linear, _safe(path)))
 
+    def set_scale(self, scale: float) -> None:
+        """Every delta's factor: -1 trains the opposite move of a signed pair (augment.SIGNED_PAIRS)."""
+        for d in self.deltas.values():
+            d.scale = float(scale)
+
     def attach(self) -> None:
         for linear, key in self._targets:
             parametrize.register_parametrization(linear, "weight", _AddDelta(self.deltas[key]), unsafe=True)

@@ -1,12 +1,15 @@
-"""Pan MotionLoRA probe (issue 17): train a pan-left and a pan-right MotionLoRA on the demo's cached models with
-other settings than the demo's, then print the tracked object's horizontal speed under each, per seed.
+"""Pan MotionLoRA probe (issue 17): train pan MotionLoRAs on the demo's cached models with other settings than the
+demo's, then print the tracked object's horizontal speed under each, per seed.
 
-    python -m training.pan_probe --tag e2 --lr 2e-3            # after `make demo` filled demo_output/cache
+    python -m training.pan_probe --tag s1 --signed           # after `make demo` filled demo_output/cache
+    python -m training.pan_probe --tag e2 --lr 2e-3          # two separate LoRAs (pan-left, pan-right)
     python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
 
 It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
-motionlora_zoomin_panleft.json with the pan node holding the new LoRA); the LoRAs are saved as
-<tag>_pan_left/right.safetensors in the cache's animatediff_motion_lora folder (delete them to retrain).
+motionlora_zoomin_panleft.json with the pan node holding the new LoRA). --signed trains ONE LoRA with the camera
+pair pan_left/pan_right (augment.SIGNED_PAIRS) and samples it at +strength (pan left) and -strength (pan right), as
+the demo does; without it, two LoRAs. The LoRAs are saved as <tag>_pan.safetensors or <tag>_pan_left/right.safetensors
+in the cache's animatediff_motion_lora folder (delete them to retrain).
 --video-stills adds frame 30 of every synthetic video (objects with motion trails pointing every way) to the
 stills the camera moves over, so a LoRA cannot rely on the trail to pick its direction.
 Content should move right (+) under pan-left and left (-) under pan-right.
@@ -48,6 +51,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--rank", type=int, default=32)
     ap.add_argument("--seeds", default="0,1,2,3", help="comma-separated sampling seeds (a prompt per seed)")
+    ap.add_argument("--batch", type=int, default=2, help="clips per step")
+    ap.add_argument("--signed", action="store_true", help="one signed LoRA (camera pan_left/pan_right) sampled at "
+                                                          "+/- --lora-strength instead of two LoRAs")
     ap.add_argument("--video-stills", action="store_true")
     ap.add_argument("--baseline", action="store_true", help="also print the speeds without a pan LoRA")
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
@@ -64,34 +70,48 @@ def main(argv: Optional[List[str]] = None) -> int:
               else os.path.join(cache, "data", "stills"))
     seeds = [int(s) for s in args.seeds.split(",")]
 
-    def speeds(make_prompt) -> List[float]:
-        """The tracked object's horizontal speed per seed, each seed sampling its own PAN_PROMPTS prompt."""
+    def speeds(make_prompt, way: str = "right") -> List[tuple]:
+        """(horizontal speed px/frame, moves `way` by the demo's rule) per seed, each seed sampling its own
+        PAN_PROMPTS prompt."""
+        from .demo_metrics import measure
+
         out = []
         for seed in seeds:
             text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
             prompt = make_prompt(text, seed)
             frames = demo._frames_of(runner.run_prompt(prompt), prompt)
-            out.append(demo._horizontal_velocity({"frames": frames, "colour": colour}))
+            out.append((demo._horizontal_velocity({"frames": frames, "colour": colour}),
+                        bool(measure(frames, colour, way).get("direction_ok", 0))))
         return out
 
     if args.baseline:
         plain = speeds(lambda text, seed: demo._prepare(runner, "txt2anim_sd15_v2.json", text, seed, sampling,
                                                         "pan_probe/clip"))
-        print(f"no LoRA: px/frame per seed {', '.join(f'{v:+.2f}' for v in plain)}", flush=True)
-    right = 0
-    for motion in ("pan_left", "pan_right"):
-        name = f"{args.tag}_{motion}.safetensors"
+        print(f"no LoRA: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in plain)}", flush=True)
+
+    def train(camera: str, name: str) -> None:
         if not os.path.exists(os.path.join(cache, "models", "animatediff_motion_lora", name)):
-            prompt = demo.lora_training_prompt(runner, {"stills": stills}, demo.Plan(), motion, sampling)
+            prompt = demo.lora_training_prompt(runner, {"stills": stills}, demo.Plan(), camera, sampling)
             demo._set(prompt, "ADMK_TrainMotionLoRA", camera_strength=args.strength, steps=args.steps,
-                      learning_rate=args.lr, rank=args.rank, lora_name=name)
+                      learning_rate=args.lr, rank=args.rank, lora_name=name, batch_size=args.batch)
             runner.run_prompt(prompt)
-        moved = speeds(lambda text, seed, name=name: demo.pan_prompt(runner, name, text, seed, sampling,
-                                                                     "pan_probe/clip", args.lora_strength))
-        way = 1.0 if demo.PAN_CONTENT_DIRECTION[motion] == "right" else -1.0
-        right += sum(1 for v in moved if v * way > 0)
-        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v in moved)}", flush=True)
-    print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies", flush=True)
+
+    right = strict = 0
+    for motion in ("pan_left", "pan_right"):
+        if args.signed:  # one LoRA: +strength = pan left, -strength = pan right
+            name, strength = f"{args.tag}_pan.safetensors", args.lora_strength * (1 if motion == "pan_left" else -1)
+            train("pan_left/pan_right", name)
+        else:
+            name, strength = f"{args.tag}_{motion}.safetensors", args.lora_strength
+            train(motion, name)
+        way = demo.PAN_CONTENT_DIRECTION[motion]
+        moved = speeds(lambda text, seed, name=name, strength=strength: demo.pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", strength), way)
+        right += sum(1 for v, _ in moved if v * (1.0 if way == "right" else -1.0) > 0)
+        strict += sum(1 for _, ok in moved if ok)
+        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
+    print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies ({strict} by the demo's rule: "
+          f">= 4 px that way, R^2 >= 0.5)", flush=True)
     return 0
 
 

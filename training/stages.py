@@ -176,6 +176,7 @@ def build_stage(cfg, base: BaseModels, device: torch.device, motion_module: Opti
         stage = Stage("motion", patcher, mm, cfg.data.frames, motion_state,
                       {"admk_kind": "motion_module", "version": mm.info.version}, motion_module=mm)
     elif cfg.stage == "motionlora":
+        from .augment import signed_pair
         from .lora_layers import MotionLoRA
 
         load_motion_module = motion_core("motion_module").load_motion_module
@@ -192,9 +193,12 @@ def build_stage(cfg, base: BaseModels, device: torch.device, motion_module: Opti
         lora.attach()
         mm = mm.to(device)
         patcher = _inflate(base.patcher, mm, cfg)
-        stage = Stage("motionlora", patcher, lora, cfg.data.frames, lora.official_state_dict,
-                      {"admk_kind": "motion_lora", "rank": str(cfg.model.motion_lora_rank),
-                       "camera_motion": cfg.data.camera_motion}, motion_module=mm)
+        meta = {"admk_kind": "motion_lora", "rank": str(cfg.model.motion_lora_rank),
+                "camera_motion": cfg.data.camera_motion}
+        pair = signed_pair(cfg.data.camera_motion) if "/" in cfg.data.camera_motion else None
+        if pair:  # tells a user which sign of Apply MotionLoRA's strength gives which move
+            meta["admk_strength_sign"] = f"positive: {pair[0]}, negative: {pair[1]}"
+        stage = Stage("motionlora", patcher, lora, cfg.data.frames, lora.official_state_dict, meta, motion_module=mm)
     else:
         raise ValueError(f"unknown stage {cfg.stage!r}")
     stage.patcher.add_object_patch("model_sampling", _model_sampling(stage.patcher, cfg.schedule))

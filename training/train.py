@@ -317,13 +317,35 @@ class Trainer:
         return out.reshape(b, f, *out.shape[1:]).to(self.device)
 
     def loss(self, batch: dict) -> torch.Tensor:
+        """The batch's denoising loss. A signed camera pair's batch (data.ClipDataset, "lora_sign") is run as
+        its +1 clips with the LoRA at +1 and its -1 clips with the LoRA at -1 (augment.SIGNED_PAIRS)."""
+        signs = batch.get("lora_sign")
+        if signs is None:
+            return self._loss(batch)
+        from .data import subset
+
+        if not hasattr(self.stage.trainables, "set_scale"):
+            raise ConfigError(f"a signed camera pair trains a MotionLoRA, not a {self.stage.name} stage")
+        total = 0.0
+        try:
+            for sign in (1.0, -1.0):
+                keep = signs == sign
+                if bool(keep.any()):
+                    self.stage.trainables.set_scale(sign)
+                    total = total + self._loss(subset(batch, keep)) * (int(keep.sum()) / len(signs))
+        finally:
+            self.stage.trainables.set_scale(1.0)
+        return total
+
+    def _loss(self, batch: dict) -> torch.Tensor:
         from .diffusion import min_snr_weights, noisy, predict_eps
 
         x0 = self.latents_of(batch)
         b, f = x0.shape[:2]
         abar = self.alphas()
-        t, eps = sample_randomness(self.cfg.optim.seed, batch["sample"], x0.shape[1:], abar.shape[0],
-                                   self.cfg.schedule.timestep_skew)
+        # "noise_id": the two clips of a signed pair share their timestep and noise
+        t, eps = sample_randomness(self.cfg.optim.seed, batch.get("noise_id", batch["sample"]), x0.shape[1:],
+                                   abar.shape[0], self.cfg.schedule.timestep_skew)
         eps = eps.to(self.device)
         # one timestep per clip (all its frames share the noise level), as in the official training
         t_frames = t.repeat_interleave(f).to(self.device)

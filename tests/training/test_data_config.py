@@ -183,3 +183,55 @@ def test_timestep_skew_favours_high_noise_and_defaults_to_uniform():
         tconfig.load_config(None, ["schedule.timestep_skew=0"])
     with pytest.raises(tconfig.ConfigError, match="snr_gamma"):
         tconfig.load_config(None, ["optim.snr_gamma=-1"])
+
+
+def _centre_x(item) -> np.ndarray:
+    """The bright object's horizontal centre per frame of a dataset item."""
+    mask = (item["pixels"].mean(dim=1) > 0).float()  # [F, H, W]
+    xs = torch.arange(mask.shape[-1]).float()
+    return ((mask.sum(dim=1) * xs).sum(dim=-1) / mask.sum(dim=(1, 2))).numpy()
+
+
+def _still_entries():
+    frames = np.zeros((3, 48, 48, 3), np.uint8)
+    for i in range(3):
+        frames[i, 14 + 4 * i:26 + 4 * i, 16:28] = 255  # one square per still, at different places
+    return data.memory_entries(frames, "a square", stills=True)
+
+
+def test_signed_camera_pair_shows_one_draw_both_ways():
+    ds = data.ClipDataset(_still_entries(), frames=5, stride=1, size=48, flip=False, empty_prompt_prob=0.0,
+                          camera_motion="pan_left/pan_right", camera_strength=0.3, seed=4)
+    batch = data.collate([ds[k] for k in range(6)])
+    assert batch["lora_sign"].tolist() == [1, -1, 1, -1, 1, -1]
+    assert batch["noise_id"].tolist() == [0, 0, 1, 1, 2, 2]  # a pair shares its timestep and noise
+    for j in range(3):
+        plus, minus = ds[2 * j], ds[2 * j + 1]
+        assert plus["index"] == minus["index"]  # the same still
+        # pan left (+1): the content drifts right; pan right (-1): the same still drifts left, mirror-exactly
+        assert np.all(np.diff(_centre_x(plus)) > 0) and np.all(np.diff(_centre_x(minus)) < 0)
+        assert torch.equal(plus["pixels"], torch.flip(minus["pixels"], dims=[0]))
+    keep = batch["lora_sign"] < 0
+    part = data.subset(batch, keep)
+    assert part["sample"].tolist() == [1, 3, 5] and len(part["frame_keys"]) == 3 and len(part["caption"]) == 3
+    assert torch.equal(part["pixels"], batch["pixels"][keep])
+    assert "lora_sign" not in data.collate([data.ClipDataset(_still_entries(), frames=5, size=48, flip=False,
+                                                             camera_motion="pan_left")[0]])
+
+
+def test_a_flip_never_turns_a_pan_around():
+    ds = data.ClipDataset(_still_entries(), frames=5, stride=1, size=48, flip=True, empty_prompt_prob=0.0,
+                          camera_motion="pan_left", camera_strength=0.3, seed=4)
+    for k in range(8):  # content drifts right in every clip (a flipped one would drift left)
+        assert np.all(np.diff(_centre_x(ds[k])) > 0)
+
+
+def test_signed_pairs_are_checked():
+    for bad in ("pan_left/zoom_in", "pan_left/pan_right,zoom_in"):
+        with pytest.raises(tconfig.ConfigError, match="signed pair"):
+            tconfig.load_config(None, ["model.motion_module=x", f"data.camera_motion={bad}"], stage="motionlora")
+    cfg = tconfig.load_config(None, ["model.motion_module=x", "data.camera_motion=pan_left/pan_right"],
+                              stage="motionlora")
+    assert cfg.data.camera_motion == "pan_left/pan_right"
+    with pytest.raises(ValueError, match="signed pair"):
+        data.ClipDataset(_still_entries(), frames=4, camera_motion="zoom_in/pan_left")

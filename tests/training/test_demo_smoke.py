@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from safetensors import safe_open
 
 from training_fixtures import REPO
 
@@ -29,12 +30,15 @@ def test_demo_smoke_run_and_rerun(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert report["stats"]["base"]["detected_as"] == "SD15" and report["stats"]["base"]["vae_type"] == "TAESD"
     assert report["stats"]["motion"]["loaded_as"].startswith("AnimateDiff v3 (sd15")
-    for motion in ("zoom_in", "pan_left", "pan_right"):  # trained by the node, the file loads as a MotionLoRA
+    assert set(report["stats"]["motion_loras"]) == {"zoom_in", "pan_left/pan_right"}  # one signed pan LoRA
+    for motion in ("zoom_in", "pan_left/pan_right"):  # trained by the node, the file loads as a MotionLoRA
         assert report["stats"]["motion_loras"][motion]["loaded_as"].startswith("MotionLoRA rank 32")
-        assert (out / "animations" / f"train_{motion}.gif").stat().st_size > 0  # the training workflow's clip
+        assert (out / "animations" / f"train_{motion.replace('/', '_')}.gif").stat().st_size > 0  # its workflow's clip
+    with safe_open(str(out / "cache" / "models" / "animatediff_motion_lora" / "admk_demo_pan.safetensors"), "pt") as f:
+        assert f.metadata()["admk_strength_sign"] == "positive: pan_left, negative: pan_right"
     runs = report["runs"]
     assert {r["variant"] for r in runs} == {"motion module", "image model only", "motion module + zoom LoRA",
-                                            "motion module + pan_left LoRA", "motion module + pan_right LoRA"}
+                                            "motion module + pan LoRA +1", "motion module + pan LoRA -1"}
     assert set(report["summary"]["pan"]) == {"pan_left", "pan_right"}
     assert report["summary"]["pan"]["pan_left"]["n"] == 2 and report["summary"]["clips"] == len(runs)
     for r in runs:
@@ -48,6 +52,6 @@ def test_demo_smoke_run_and_rerun(tmp_path):
 
     second = _demo(out)
     for what in ("base model: reusing", "motion module: reusing", "zoom_in MotionLoRA: reusing",
-                 "pan_left MotionLoRA: reusing", "pan_right MotionLoRA: reusing"):
+                 "pan_left/pan_right MotionLoRA: reusing"):
         assert what in second
     assert "training motion" not in second and "Train MotionLoRA node" not in second

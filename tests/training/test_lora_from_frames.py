@@ -64,7 +64,8 @@ def _as_overrides(cfg):
     return out
 
 
-def test_the_node_path_trains_what_the_cli_trains(stills, motion_file, tmp_path):
+@pytest.mark.parametrize("camera", ["pan_left", "pan_left/pan_right"])  # a camera, and a signed pair
+def test_the_node_path_trains_what_the_cli_trains(camera, stills, motion_file, tmp_path):
     from safetensors.torch import load_file
 
     from motion_core import load_motion_module
@@ -73,7 +74,7 @@ def test_the_node_path_trains_what_the_cli_trains(stills, motion_file, tmp_path)
     from training.train import TextCache, Trainer
 
     root, frames = stills
-    request = job.Request(frames=frames, camera="pan_left", camera_strength=0.3, clip_frames=4, rank=4, steps=3,
+    request = job.Request(frames=frames, camera=camera, camera_strength=0.3, clip_frames=4, rank=4, steps=3,
                           learning_rate=1e-2, batch_size=2, seed=5)
     device = torch.device("cpu")
     # the CLI: files, with the settings the node derives (data.root pointing at the same stills)
@@ -98,6 +99,11 @@ def test_the_node_path_trains_what_the_cli_trains(stills, motion_file, tmp_path)
     assert result.losses == pytest.approx(cli["losses"], rel=1e-5)
     assert any(float(v.abs().max()) > 0 for k, v in b.items() if ".up." in k)  # it trained
     assert all(torch.equal(v, before[k]) for k, v in mm.state_dict().items())  # the module was not changed
+    if "/" in camera:
+        from safetensors import safe_open
+
+        with safe_open(out, "pt") as f:
+            assert f.metadata()["admk_strength_sign"] == "positive: pan_left, negative: pan_right"
 
 
 def test_checks_name_the_problem():
