@@ -2,6 +2,7 @@
 demo's, then print the tracked object's horizontal speed under each, per seed.
 
     python -m training.pan_probe --tag s1 --signed           # after `make demo` filled demo_output/cache
+    python -m training.pan_probe --tag admk_demo --signed --pair-loss   # the demo's own pan LoRA, + loss per noise
     python -m training.pan_probe --tag e2 --lr 2e-3          # two separate LoRAs (pan-left, pan-right)
     python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
 
@@ -40,6 +41,66 @@ def video_stills(cache: str, out_dir: str) -> str:
     return out_dir
 
 
+PAIR_BANDS = ((0, 250), (250, 500), (500, 750), (750, 1000))
+
+
+def pair_losses(cache: str, lora_path: str, strength: float, pairs: int = 12) -> None:
+    """Print, per timestep band, a signed pan LoRA's denoising loss on pan pairs of the stills (each still panned
+    left and right, same noise, at the band's middle timestep): "matched" = the pan-left clip at +1 and the
+    pan-right clip at -1 (what training asks for), "swapped" = the other way round, and without the LoRA. A
+    LoRA that tells the two moves apart has matched < swapped; where in the schedule it does, says whether it
+    can steer the layout sampling decides at high noise."""
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+
+    from .config import load_config
+    from .data import build_dataset, collate, subset
+    from .demo import BASE_NAME, MM_NAME
+    from .train import Trainer
+
+    cfg = load_config(os.path.join(os.path.dirname(__file__), "configs", "demo_motionlora.yaml"), [
+        f"model.checkpoint={os.path.join(cache, 'models', 'checkpoints', BASE_NAME)}",
+        f"model.text_embeddings={os.path.join(cache, 'text_embeddings.safetensors')}",
+        f"model.motion_module={os.path.join(cache, 'models', 'animatediff_models', MM_NAME)}",
+        f"data.root={os.path.join(cache, 'data', 'stills')}", "data.camera_motion=pan_left/pan_right",
+        f"data.camera_strength={strength}", "data.empty_prompt_prob=0", "run.resume=", "optim.mixed_precision=no",
+        f"run.output_dir={os.path.join(cache, 'runs', 'pair_loss')}"])
+    trainer = Trainer(cfg)
+    lora = trainer.stage.trainables
+    weights = load_file(lora_path)
+    for key, stem in lora.stems.items():
+        lora.deltas[key].down.data.copy_(weights[f"{stem}.down.weight"])
+        lora.deltas[key].up.data.copy_(weights[f"{stem}.up.weight"])
+    dataset = build_dataset(cfg.data, 123, frames=cfg.data.frames)  # draws the training run (seed 11) did not use
+    rows = {band: [] for band in PAIR_BANDS}
+    trainer._patch()
+    try:
+        with torch.no_grad():
+            for j in range(pairs):
+                batch = collate([dataset[2 * j], dataset[2 * j + 1]])
+                left, right = subset(batch, batch["lora_sign"] > 0), subset(batch, batch["lora_sign"] < 0)
+                for band in PAIR_BANDS:
+                    t = (band[0] + band[1]) // 2
+                    loss = {}
+                    for name, clip in (("left", left), ("right", right)):
+                        for scale in (1.0, -1.0, 0.0):
+                            lora.set_scale(scale)
+                            loss[name, scale] = float(trainer._loss(clip, timestep=t))
+                    rows[band].append((loss["left", 1.0] + loss["right", -1.0], loss["left", -1.0] + loss["right", 1.0],
+                                       loss["left", 0.0] + loss["right", 0.0]))
+    finally:
+        lora.set_scale(1.0)
+        trainer._unpatch()
+    print(f"{os.path.basename(lora_path)}: denoising loss on {pairs} pan pairs (mean of the pair's two clips)")
+    for band in PAIR_BANDS:
+        a = np.array(rows[band]) / 2
+        matched, swapped, plain = a.mean(axis=0)
+        print(f"  t {band[0]}-{band[1]}: matched {matched:.5f}, swapped {swapped:.5f} "
+              f"({100 * (swapped - matched) / matched:+.1f} %; matched lower in {int((a[:, 0] < a[:, 1]).sum())}/"
+              f"{pairs} pairs), no LoRA {plain:.5f}", flush=True)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from . import demo
 
@@ -54,6 +115,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--batch", type=int, default=2, help="clips per step")
     ap.add_argument("--signed", action="store_true", help="one signed LoRA (camera pan_left/pan_right) sampled at "
                                                           "+/- --lora-strength instead of two LoRAs")
+    ap.add_argument("--pair-loss", action="store_true", help="with --signed: also print the LoRA's denoising loss on "
+                                                             "pan pairs per timestep band (pair_losses)")
     ap.add_argument("--video-stills", action="store_true")
     ap.add_argument("--baseline", action="store_true", help="also print the speeds without a pan LoRA")
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
@@ -110,6 +173,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         right += sum(1 for v, _ in moved if v * (1.0 if way == "right" else -1.0) > 0)
         strict += sum(1 for _, ok in moved if ok)
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
+    if args.signed and args.pair_loss:
+        pair_losses(cache, os.path.join(cache, "models", "animatediff_motion_lora", f"{args.tag}_pan.safetensors"),
+                    args.strength)
     print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies ({strict} by the demo's rule: "
           f">= 4 px that way, R^2 >= 0.5)", flush=True)
     return 0

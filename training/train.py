@@ -337,7 +337,8 @@ class Trainer:
             self.stage.trainables.set_scale(1.0)
         return total
 
-    def _loss(self, batch: dict) -> torch.Tensor:
+    def _loss(self, batch: dict, timestep: Optional[int] = None) -> torch.Tensor:
+        """timestep: every clip at this one instead of its drawn timestep (for measuring, e.g. pan_probe)."""
         from .diffusion import min_snr_weights, noisy, predict_eps
 
         x0 = self.latents_of(batch)
@@ -346,6 +347,8 @@ class Trainer:
         # "noise_id": the two clips of a signed pair share their timestep and noise
         t, eps = sample_randomness(self.cfg.optim.seed, batch.get("noise_id", batch["sample"]), x0.shape[1:],
                                    abar.shape[0], self.cfg.schedule.timestep_skew)
+        if timestep is not None:
+            t = torch.full_like(t, int(timestep))
         eps = eps.to(self.device)
         # one timestep per clip (all its frames share the noise level), as in the official training
         t_frames = t.repeat_interleave(f).to(self.device)
