@@ -11,7 +11,8 @@
 5. measurements on the generated frames (training.demo_metrics): object consistency with vs without the
    motion module, motion along the prompted direction, growth under the zoom LoRA -> demo_output/report.md.
 
-Trained files are kept in demo_output/cache/ and reused by later runs (--fresh retrains).
+Trained files are kept in demo_output/cache/ and reused by later runs (--fresh retrains); so are the sampled clips,
+keyed by their prompt, the code and the trained files (--resample samples them again).
 """
 from __future__ import annotations
 
@@ -388,17 +389,56 @@ def pan_variant(motion: str) -> str:
     return f"motion module + pan LoRA {PAN_STRENGTH[motion]:+g}"
 
 
-def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log) -> List[dict]:
+def code_and_models_fingerprint(cache: str) -> str:
+    """What a sampled clip depends on besides its prompt: the trained files (path, size, mtime) and the source of
+    the pack and the demo (a changed node, sampler or metric code samples again)."""
+    import hashlib
+
+    h = hashlib.sha256(CACHE_VERSION.encode())
+    models = os.path.join(cache, "models")
+    for root, _, files in sorted(os.walk(models)):
+        for name in sorted(files):
+            st = os.stat(os.path.join(root, name))
+            h.update(f"{os.path.relpath(os.path.join(root, name), models)}:{st.st_size}:{st.st_mtime_ns}".encode())
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for folder in ("motion_core", "nodes", "training", "tools", "example_workflows"):
+        for root, _, files in sorted(os.walk(os.path.join(repo, folder))):
+            for name in sorted(files):
+                if name.endswith((".py", ".json", ".yaml")):
+                    with open(os.path.join(root, name), "rb") as f:
+                        h.update(name.encode() + f.read())
+    return h.hexdigest()
+
+
+def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log, clip_cache: Optional[str] = None,
+                  fingerprint: str = "") -> List[dict]:
+    """Every demo clip through ComfyUI's executor. clip_cache: a folder keeping each clip's frames under a hash of
+    its API prompt and `fingerprint` (code_and_models_fingerprint): a later run with the same prompt, code and
+    trained files reuses them instead of sampling again (as ComfyUI's executor reuses unchanged node outputs
+    within a session); None samples every clip."""
+    import hashlib
+
     from tools.workflow_convert import bypass, find_node
 
     runs = []
 
     def execute(name: str, prompt: dict, **meta):
         t0 = time.time()
-        result = runner.run_prompt(prompt)
-        frames = _frames_of(result, prompt)
-        runs.append(dict(meta, name=name, frames=frames, seconds=time.time() - t0))
-        log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} in {time.time() - t0:.1f}s")
+        key = hashlib.sha256((fingerprint + json.dumps(prompt, sort_keys=True)).encode()).hexdigest()[:32]
+        kept = os.path.join(clip_cache, f"{name}_{key}.npy") if clip_cache else None
+        if kept and os.path.isfile(kept):
+            frames = np.load(kept)
+            how = "reused (same prompt, code and models)"
+        else:
+            frames = _frames_of(runner.run_prompt(prompt), prompt)
+            how = f"in {time.time() - t0:.1f}s"
+            if kept:
+                os.makedirs(clip_cache, exist_ok=True)
+                np.save(kept + ".tmp.npy", frames)
+                os.replace(kept + ".tmp.npy", kept)
+        runs.append(dict(meta, name=name, frames=frames, seconds=time.time() - t0, reused=kept is not None and
+                         how.startswith("reused")))
+        log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} {how}")
 
     log("running example_workflows/txt2anim_sd15_v2.json (with and without the motion module)")
     for text, colour, direction in plan.direction_prompts:
@@ -539,6 +579,8 @@ def write_report(out: str, summary: dict, runs: List[dict], stats: dict, timings
                      f"{p['horizontal_px_per_frame']:+.2f} | {p['r2']:.2f} |")
     lines += [
         f"| no LoRA (zoom comparison clips) | - | - | - | {summary['pan_baseline_horizontal_px_per_frame']:+.2f} | - |",
+        "", f"Clips sampled by this run: {sum(not r.get('reused') for r in runs)}; reused from an earlier run with "
+            f"the same prompt, code and trained files: {sum(bool(r.get('reused')) for r in runs)} (--resample).",
         "", f"Frames that are outliers from their neighbours (demo_metrics.frame_outliers): "
             f"{summary['frame_outliers'] or 'none'} in {summary['clips']} clips.",
         "", "The prompted text direction (\"moving left\") is not learnt at this budget (training/README.md); its "
@@ -579,6 +621,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--cfg", type=float, default=None, help="guidance scale for every animation (default: the "
                                                            "workflows')")
     p.add_argument("--seeds", type=int, default=1, help="animations per prompt and variant")
+    p.add_argument("--resample", action="store_true", help="sample every clip again (by default a clip whose prompt, "
+                                                           "code and trained files are unchanged is reused)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a clip has a frame that is an "
                                                          "outlier from its neighbours (demo_metrics.frame_outliers)")
     p.add_argument("--comfyui-root", default="", help="ComfyUI folder (default: $COMFYUI_ROOT or .host/ComfyUI)")
@@ -630,7 +674,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     loras = ensure_loras(cache, out, data, plan, runner, sampling, log)
     timings["motion_lora"], cpu["motion_lora"] = time.time() - t, time.process_time() - c
     t, c = time.time(), time.process_time()
-    runs = run_workflows(runner, plan, sampling, list(range(args.seeds)), log)
+    clip_cache = None if args.resample else os.path.join(cache, "clips")
+    runs = run_workflows(runner, plan, sampling, list(range(args.seeds)), log, clip_cache,
+                         code_and_models_fingerprint(cache) if clip_cache else "")
     timings["sampling"], cpu["sampling"] = time.time() - t, time.process_time() - c
     summary = evaluate(runs, out)
     timings["total"], cpu["total"] = time.time() - t0, time.process_time() - c0
@@ -650,6 +696,10 @@ def main(argv: Optional[List[str]] = None) -> int:
           f"x{z['area_ratio_no_lora']:.2f} without")
     outliers = summary["frame_outliers"]
     print(f"frame outliers:            {outliers or 'none'} in {summary['clips']} clips")
+    reused = sum(bool(r.get("reused")) for r in runs)
+    if reused:
+        print(f"clips reused from the cache: {reused} of {len(runs)} (same prompt, code and trained files; --resample "
+              "samples them again)")
     print(f"total {timings['wall_seconds']['total']:.0f}s wall, {cpu['total']:.0f}s CPU; report: {path}; "
           f"animations: {os.path.join(out, 'animations')}")
     if outliers and not plan.smoke:  # (the smoke run's barely trained models draw noise in every frame)

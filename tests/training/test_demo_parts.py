@@ -143,3 +143,16 @@ def test_bypass_passes_the_input_through():
     no_mm = bypass(out, inflate, "model")
     sampler = no_mm[find_node(no_mm, "ADMK_SampleAnimation")]["inputs"]
     assert sampler["model"] == [find_node(no_mm, "CheckpointLoaderSimple"), 0]
+
+
+def test_clip_cache_key_follows_the_trained_files(tmp_path):
+    """A sampled clip is reused only while the trained files (and the code) are the ones it was sampled with."""
+    from training.demo import code_and_models_fingerprint
+
+    lora = tmp_path / "models" / "animatediff_motion_lora" / "a.safetensors"
+    lora.parent.mkdir(parents=True)
+    lora.write_bytes(b"1234")
+    first = code_and_models_fingerprint(str(tmp_path))
+    assert code_and_models_fingerprint(str(tmp_path)) == first
+    lora.write_bytes(b"12345")  # retrained
+    assert code_and_models_fingerprint(str(tmp_path)) != first

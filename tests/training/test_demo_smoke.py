@@ -55,3 +55,8 @@ def test_demo_smoke_run_and_rerun(tmp_path):
                  "pan_left/pan_right MotionLoRA: reusing"):
         assert what in second
     assert "training motion" not in second and "Train MotionLoRA node" not in second
+    # every clip comes from the clip cache (same prompts, code and files), and the report is the same
+    assert f"clips reused from the cache: {len(runs)} of {len(runs)}" in second
+    again = json.loads((out / "report.json").read_text())
+    for part in ("consistency", "pan", "zoom"):  # (as text: a NaN never equals itself)
+        assert json.dumps(again["summary"][part], sort_keys=True) == json.dumps(report["summary"][part], sort_keys=True)
