@@ -482,3 +482,26 @@ def test_signed_pair_trains_one_lora_for_both_moves(still_images, motion_file, t
     assert both == pytest.approx((loss[1.0, 1.0] + loss[-1.0, -1.0]) / 2, rel=1e-5)
     with safe_open(result["output"], "pt") as f:
         assert f.metadata()["admk_strength_sign"] == "positive: pan_left, negative: pan_right"
+
+
+def test_signed_pair_with_gradient_checkpointing_trains_the_same(still_images, motion_file, tmp_path):
+    """A checkpointed layer runs its forward again in the backward pass, after loss() has put the LoRA's sign
+    back to +1: the -1 clips must still be trained at -1 (the same LoRA as without checkpointing)."""
+    from safetensors.torch import load_file
+
+    from training.data import build_dataset
+
+    outs = []
+    for mode in ("off", "on"):
+        cfg = _cfg("motionlora", still_images, tmp_path / mode, f"model.motion_module={motion_file}", "optim.lr=1e-2",
+                   "optim.max_steps=3", "data.empty_prompt_prob=0", "data.camera_motion=pan_left/pan_right",
+                   "data.camera_strength=1.0", "data.flip=false", f"optim.gradient_checkpointing={mode}")
+        trainer = Trainer(cfg, base=make_tiny_base())
+        assert trainer.checkpointing == (mode == "on")
+        dataset = build_dataset(cfg.data, cfg.optim.seed, frames=trainer.stage.frames)
+        outs.append(load_file(trainer.train(dataset=_FixedPair(dataset))["output"]))
+    assert outs[0].keys() == outs[1].keys()
+    moved = [k for k in outs[0] if k.endswith("up.weight") and outs[0][k].abs().max() > 0]
+    assert moved, "the LoRA did not train"
+    for k in outs[0]:
+        torch.testing.assert_close(outs[1][k], outs[0][k], rtol=1e-4, atol=1e-6)
