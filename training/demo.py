@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import time
@@ -410,6 +411,15 @@ def code_and_models_fingerprint(cache: str) -> str:
     return h.hexdigest()
 
 
+def prune_clips(clip_cache: str, name: str, keep: str) -> None:
+    """Delete the clip `name`'s frames kept under other keys (older code or trained files): they can only be
+    reused by going back to exactly that code, and would otherwise pile up run after run."""
+    pattern = re.compile(re.escape(name) + r"_[0-9a-f]{32}\.npy")
+    for other in os.listdir(clip_cache):
+        if other != keep and pattern.fullmatch(other):
+            os.remove(os.path.join(clip_cache, other))
+
+
 def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log, clip_cache: Optional[str] = None,
                   fingerprint: str = "") -> List[dict]:
     """Every demo clip through ComfyUI's executor. clip_cache: a folder keeping each clip's frames under a hash of
@@ -436,6 +446,7 @@ def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log
                 os.makedirs(clip_cache, exist_ok=True)
                 np.save(kept + ".tmp.npy", frames)
                 os.replace(kept + ".tmp.npy", kept)
+                prune_clips(clip_cache, name, keep=os.path.basename(kept))
         runs.append(dict(meta, name=name, frames=frames, seconds=time.time() - t0, reused=kept is not None and
                          how.startswith("reused")))
         log(f"  {name}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} {how}")
@@ -488,6 +499,18 @@ def _horizontal_velocity(r: dict) -> float:
     return measure(r["frames"], r["colour"], "right").get("slope_px_per_frame", float("nan"))
 
 
+def pan_paired(pans: Dict[str, List[dict]]) -> Dict[str, object]:
+    """The pan LoRA's own effect, seed by seed: the content's horizontal speed at +1 (pan left: content right)
+    minus at -1 on the same seed and prompt. The absolute counts above also hold the base's own drift, which
+    differs from seed to seed by more than the LoRA moves things (training/README.md); this difference cancels
+    it. n counts the seeds where the object was found in both clips."""
+    plus = {r["seed"]: r["metrics"]["horizontal_px_per_frame"] for r in pans["pan_left"]}
+    minus = {r["seed"]: r["metrics"]["horizontal_px_per_frame"] for r in pans["pan_right"]}
+    diffs = [plus[s] - minus[s] for s in sorted(set(plus) & set(minus))
+             if math.isfinite(plus[s]) and math.isfinite(minus[s])]
+    return {"n": len(diffs), "right_way": int(sum(d > 0 for d in diffs)), "mean_px_per_frame": _mean(diffs)}
+
+
 def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
     from .demo_metrics import frame_outliers, measure
 
@@ -527,6 +550,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
             "r2": _mean(r["metrics"].get("r2") for r in pans[motion])}
             for motion, way in PAN_CONTENT_DIRECTION.items()},
         "pan_baseline_horizontal_px_per_frame": _mean(r["metrics"]["horizontal_px_per_frame"] for r in zoom_off),
+        "pan_paired": pan_paired(pans),
         "frame_outliers": {r["name"]: r["metrics"]["frame_outliers"] for r in runs if r["metrics"]["frame_outliers"]},
         "clips": len(runs),
         "zoom": {
@@ -577,8 +601,13 @@ def write_report(out: str, summary: dict, runs: List[dict], stats: dict, timings
         lines.append(f"| strength {PAN_STRENGTH[motion]:+g} ({motion.replace('_', ' ')}) | {p['content_way']} | "
                      f"{p['correct']}/{p['n']} | {p['right_sign']}/{p['n']} | "
                      f"{p['horizontal_px_per_frame']:+.2f} | {p['r2']:.2f} |")
+    pp = summary["pan_paired"]
     lines += [
         f"| no LoRA (zoom comparison clips) | - | - | - | {summary['pan_baseline_horizontal_px_per_frame']:+.2f} | - |",
+        "", f"The pan LoRA's own effect, same seed and prompt (speed at +1 minus at -1; + = the way the pans "
+            f"imply): {pp['right_way']}/{pp['n']} seeds, mean {pp['mean_px_per_frame']:+.2f} px/frame. The "
+            "absolute counts above also hold the base's own drift, which varies from seed to seed by more than "
+            "that (training/README.md).",
         "", f"Clips sampled by this run: {sum(not r.get('reused') for r in runs)}; reused from an earlier run with "
             f"the same prompt, code and trained files: {sum(bool(r.get('reused')) for r in runs)} (--resample).",
         "", f"Frames that are outliers from their neighbours (demo_metrics.frame_outliers): "
@@ -692,6 +721,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"{f'pan LoRA {PAN_STRENGTH[motion]:+g} ({motion}):':<27}content moves {p['content_way']} in {p['correct']}/{p['n']} clips "
               f"(right sign {p['right_sign']}/{p['n']}), horizontal speed {p['horizontal_px_per_frame']:+.2f} px/frame "
               f"(no LoRA: {summary['pan_baseline_horizontal_px_per_frame']:+.2f})")
+    pp = summary["pan_paired"]
+    print(f"pan LoRA +1 vs -1:         content further right at +1 on {pp['right_way']}/{pp['n']} seeds (same seed "
+          f"and prompt), by {pp['mean_px_per_frame']:+.2f} px/frame on average")
     print(f"zoom-in LoRA:              area x{z['area_ratio_lora']:.2f} over the clip with the LoRA, "
           f"x{z['area_ratio_no_lora']:.2f} without")
     outliers = summary["frame_outliers"]

@@ -5,12 +5,14 @@ demo's, then print the tracked object's horizontal speed under each, per seed.
     python -m training.pan_probe --tag admk_demo --signed --pair-loss   # the demo's own pan LoRA, + loss per noise
     python -m training.pan_probe --tag e2 --lr 2e-3          # two separate LoRAs (pan-left, pan-right)
     python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
+    python -m training.pan_probe --tag g1 --signed --model-stills
 
 It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
 motionlora_zoomin_panleft.json with the pan node holding the new LoRA). --signed trains ONE LoRA with the camera
 pair pan_left/pan_right (augment.SIGNED_PAIRS) and samples it at +strength (pan left) and -strength (pan right), as
 the demo does; without it, two LoRAs. The LoRAs are saved as <tag>_pan.safetensors or <tag>_pan_left/right.safetensors
 in the cache's animatediff_motion_lora folder (delete them to retrain).
+--model-stills moves the camera over the frames the demo's image model drew (its cached image-only clips).
 --video-stills adds frame 30 of every synthetic video (objects with motion trails pointing every way) to the
 stills the camera moves over, so a LoRA cannot rely on the trail to pick its direction.
 Content should move right (+) under pan-left and left (-) under pan-right.
@@ -18,6 +20,7 @@ Content should move right (+) under pan-left and left (-) under pan-right.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import sys
@@ -38,6 +41,30 @@ def video_stills(cache: str, out_dir: str) -> str:
     for i, e in enumerate(scan_entries(os.path.join(cache, "data", "videos"), "captions.csv")):
         frame = read_frames(e.path, [30])[0]
         cv2.imwrite(os.path.join(out_dir, f"v_{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return out_dir
+
+
+def model_stills(cache: str, out_dir: str) -> str:
+    """The frames the demo's image model drew (its "image model only" clips in the clip cache, newest of each) as
+    stills: the camera then moves over the kind of picture sampling makes, noisy blobs and all, instead of clean
+    rendered shapes."""
+    import glob
+
+    import cv2
+    import numpy as np
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    os.makedirs(out_dir)
+    newest = {}
+    for path in glob.glob(os.path.join(cache, "clips", "*_image_*.npy")):
+        name = os.path.basename(path).rsplit("_", 1)[0]
+        if name not in newest or os.path.getmtime(path) > os.path.getmtime(newest[name]):
+            newest[name] = path
+    if not newest:
+        raise SystemExit("no image-model clips in the cache: run `python -m training.demo` first")
+    for name, path in sorted(newest.items()):
+        for i, frame in enumerate(np.load(path)):
+            cv2.imwrite(os.path.join(out_dir, f"{name}_{i}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     return out_dir
 
 
@@ -118,6 +145,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--pair-loss", action="store_true", help="with --signed: also print the LoRA's denoising loss on "
                                                              "pan pairs per timestep band (pair_losses)")
     ap.add_argument("--video-stills", action="store_true")
+    ap.add_argument("--model-stills", action="store_true", help="move the camera over the frames the demo's image "
+                                                                "model drew instead of the rendered stills")
     ap.add_argument("--baseline", action="store_true", help="also print the speeds without a pan LoRA")
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
     args = ap.parse_args(argv)
@@ -129,7 +158,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     import_comfy("", cpu=None)
     runner = demo.make_runner(cache, out)
     sampling = {"steps": 8, "sampler_name": "euler"}
-    stills = (video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
+    stills = (model_stills(cache, os.path.join(out, "pan_probe_model_stills")) if args.model_stills else
+              video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
               else os.path.join(cache, "data", "stills"))
     seeds = [int(s) for s in args.seeds.split(",")]
 
@@ -160,6 +190,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             runner.run_prompt(prompt)
 
     right = strict = 0
+    per_motion = {}
     for motion in ("pan_left", "pan_right"):
         if args.signed:  # one LoRA: +strength = pan left, -strength = pan right
             name, strength = f"{args.tag}_pan.safetensors", args.lora_strength * (1 if motion == "pan_left" else -1)
@@ -170,6 +201,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         way = demo.PAN_CONTENT_DIRECTION[motion]
         moved = speeds(lambda text, seed, name=name, strength=strength: demo.pan_prompt(
             runner, name, text, seed, sampling, "pan_probe/clip", strength), way)
+        per_motion[motion] = [v for v, _ in moved]
         right += sum(1 for v, _ in moved if v * (1.0 if way == "right" else -1.0) > 0)
         strict += sum(1 for _, ok in moved if ok)
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
@@ -178,6 +210,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                     args.strength)
     print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies ({strict} by the demo's rule: "
           f">= 4 px that way, R^2 >= 0.5)", flush=True)
+    # the LoRA's own effect, as the demo's pan_paired: pan-left's speed minus pan-right's on the same seed
+    diffs = [a - b for a, b in zip(per_motion["pan_left"], per_motion["pan_right"]) if math.isfinite(a - b)]
+    if diffs:
+        print(f"{args.tag}: pan-left's content further right than pan-right's on {sum(d > 0 for d in diffs)}/"
+              f"{len(diffs)} seeds with the object found in both (differences {', '.join(f'{d:+.2f}' for d in diffs)})",
+              flush=True)
     return 0
 
 

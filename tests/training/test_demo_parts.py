@@ -156,3 +156,29 @@ def test_clip_cache_key_follows_the_trained_files(tmp_path):
     assert code_and_models_fingerprint(str(tmp_path)) == first
     lora.write_bytes(b"12345")  # retrained
     assert code_and_models_fingerprint(str(tmp_path)) != first
+
+
+def test_pan_paired_compares_the_two_strengths_seed_by_seed():
+    """The LoRA's own effect cancels each seed's drift: +1 further right than -1 counts, whatever the sign of both."""
+    from training.demo import pan_paired
+
+    def run(seed, speed):
+        return {"seed": seed, "metrics": {"horizontal_px_per_frame": speed}}
+
+    pans = {"pan_left": [run(0, -1.0), run(1, 2.0), run(2, float("nan")), run(3, 0.5)],
+            "pan_right": [run(0, -1.5), run(1, 2.5), run(2, 1.0), run(3, -0.5)]}
+    p = pan_paired(pans)
+    assert p["n"] == 3  # seed 2: no object found at +1
+    assert p["right_way"] == 2  # seeds 0 and 3; seed 1 goes the wrong way although both clips move right
+    assert p["mean_px_per_frame"] == pytest.approx((0.5 - 0.5 + 1.0) / 3)
+
+
+def test_a_clip_kept_under_a_new_key_replaces_the_old_ones(tmp_path):
+    from training.demo import prune_clips
+
+    for name in ("pan_left_s0_" + "a" * 32, "pan_left_s0_" + "b" * 32, "pan_left_s1_" + "a" * 32,
+                 "pan_left_s0x_" + "a" * 32):
+        (tmp_path / f"{name}.npy").write_bytes(b"")
+    prune_clips(str(tmp_path), "pan_left_s0", keep="pan_left_s0_" + "b" * 32 + ".npy")
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["pan_left_s0_" + "b" * 32 + ".npy", "pan_left_s1_" + "a" * 32 + ".npy", "pan_left_s0x_" + "a" * 32 + ".npy"])
