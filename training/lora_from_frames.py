@@ -47,12 +47,21 @@ class Request:
     seed: int = 0
 
 
+CPU_BF16_ENV = "ADMK_CPU_BF16"  # "0": train in float32 on the CPU even where bf16 units exist; "1": bf16 anyway
+
+
 def bf16_is_faster() -> bool:
     """bf16 autocast roughly halves CPU training time on CPUs with bf16 units (AVX512-BF16, AMX) and slows it
-    elsewhere. Decided from the CPU's flags (a timing would depend on the machine's load). On a GPU bf16 is
-    used wherever the GPU supports it."""
+    elsewhere. Decided from the CPU's flags (a timing would depend on the machine's load); the environment
+    variable ADMK_CPU_BF16=0/1 overrides that on the CPU (e.g. to compare, or to get float32 results). On a GPU
+    bf16 is used wherever the GPU supports it."""
     if torch.cuda.is_available():
         return torch.cuda.is_bf16_supported()
+    forced = os.environ.get(CPU_BF16_ENV, "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    if forced:
+        raise ValueError(f"{CPU_BF16_ENV}={forced!r}: use 0 (float32 on the CPU), 1 (bf16) or leave it unset (auto)")
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             flags = f.read()

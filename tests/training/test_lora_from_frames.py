@@ -122,3 +122,18 @@ def test_checks_name_the_problem():
     with pytest.raises(job.TrainingInputError, match="at least 64 px"):
         job.training_size(job.frames_from_images(torch.rand(4, 48, 96, 3)))
     assert job.training_size(job.frames_from_images(torch.rand(1, 100, 120, 3))) == 96
+
+
+def test_cpu_bf16_follows_the_override(monkeypatch):
+    """ADMK_CPU_BF16 forces float32 (0) or bf16 (1) training on the CPU whatever the CPU's flags say."""
+    from training import lora_from_frames as job
+
+    if torch.cuda.is_available():
+        pytest.skip("the override applies to the CPU only")
+    monkeypatch.setenv("ADMK_CPU_BF16", "0")
+    assert job.bf16_is_faster() is False and job.precision_for(torch.device("cpu")) == "no"
+    monkeypatch.setenv("ADMK_CPU_BF16", "1")
+    assert job.bf16_is_faster() is True and job.precision_for(torch.device("cpu")) == "bf16"
+    monkeypatch.setenv("ADMK_CPU_BF16", "yes")
+    with pytest.raises(ValueError, match="ADMK_CPU_BF16"):
+        job.bf16_is_faster()
