@@ -499,15 +499,24 @@ def _horizontal_velocity(r: dict) -> float:
     return measure(r["frames"], r["colour"], "right").get("slope_px_per_frame", float("nan"))
 
 
+def moves_way(speed: float, way: str) -> bool:
+    """A horizontal speed (px/frame, + = right) goes `way` ("right"/"left"); a lost object (nan) goes neither."""
+    return speed > 0 if way == "right" else speed < 0
+
+
+def speed_differences(plus: Dict[int, float], minus: Dict[int, float]) -> List[float]:
+    """Per seed (in seed order), the speed at +1 minus the speed at -1, for the seeds where both are finite."""
+    return [plus[s] - minus[s] for s in sorted(set(plus) & set(minus))
+            if math.isfinite(plus[s]) and math.isfinite(minus[s])]
+
+
 def pan_paired(pans: Dict[str, List[dict]]) -> Dict[str, object]:
     """The pan LoRA's own effect, seed by seed: the content's horizontal speed at +1 (pan left: content right)
     minus at -1 on the same seed and prompt. The absolute counts above also hold the base's own drift, which
     differs from seed to seed by more than the LoRA moves things (training/README.md); this difference cancels
     it. n counts the seeds where the object was found in both clips."""
-    plus = {r["seed"]: r["metrics"]["horizontal_px_per_frame"] for r in pans["pan_left"]}
-    minus = {r["seed"]: r["metrics"]["horizontal_px_per_frame"] for r in pans["pan_right"]}
-    diffs = [plus[s] - minus[s] for s in sorted(set(plus) & set(minus))
-             if math.isfinite(plus[s]) and math.isfinite(minus[s])]
+    diffs = speed_differences(*({r["seed"]: r["metrics"]["horizontal_px_per_frame"] for r in pans[motion]}
+                                for motion in ("pan_left", "pan_right")))
     return {"n": len(diffs), "right_way": int(sum(d > 0 for d in diffs)), "mean_px_per_frame": _mean(diffs)}
 
 
@@ -544,10 +553,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
         "pan": {motion: {
             "content_way": way, "n": len(pans[motion]),
             "correct": int(sum(r["metrics"].get("direction_ok", 0) for r in pans[motion])),
-            # a clip whose object is lost (nan speed) does not move the right way
-            "right_sign": int(sum(math.isfinite(r["metrics"]["horizontal_px_per_frame"])
-                                  and (r["metrics"]["horizontal_px_per_frame"] > 0) == (way == "right")
-                                  for r in pans[motion])),
+            "right_sign": int(sum(moves_way(r["metrics"]["horizontal_px_per_frame"], way) for r in pans[motion])),
             "horizontal_px_per_frame": _mean(r["metrics"]["horizontal_px_per_frame"] for r in pans[motion]),
             "r2": _mean(r["metrics"].get("r2") for r in pans[motion])}
             for motion, way in PAN_CONTENT_DIRECTION.items()},

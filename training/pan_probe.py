@@ -20,7 +20,6 @@ Content should move right (+) under pan-left and left (-) under pan-right.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import shutil
 import sys
@@ -201,8 +200,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         way = demo.PAN_CONTENT_DIRECTION[motion]
         moved = speeds(lambda text, seed, name=name, strength=strength: demo.pan_prompt(
             runner, name, text, seed, sampling, "pan_probe/clip", strength), way)
-        per_motion[motion] = [v for v, _ in moved]
-        right += sum(1 for v, _ in moved if v * (1.0 if way == "right" else -1.0) > 0)
+        per_motion[motion] = dict(zip(seeds, (v for v, _ in moved)))
+        right += sum(demo.moves_way(v, way) for v, _ in moved)
         strict += sum(1 for _, ok in moved if ok)
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
     if args.signed and args.pair_loss:
@@ -211,7 +210,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies ({strict} by the demo's rule: "
           f">= 4 px that way, R^2 >= 0.5)", flush=True)
     # the LoRA's own effect, as the demo's pan_paired: pan-left's speed minus pan-right's on the same seed
-    diffs = [a - b for a, b in zip(per_motion["pan_left"], per_motion["pan_right"]) if math.isfinite(a - b)]
+    diffs = demo.speed_differences(per_motion["pan_left"], per_motion["pan_right"])
     if diffs:
         print(f"{args.tag}: pan-left's content further right than pan-right's on {sum(d > 0 for d in diffs)}/"
               f"{len(diffs)} seeds with the object found in both (differences {', '.join(f'{d:+.2f}' for d in diffs)})",
