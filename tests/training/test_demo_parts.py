@@ -198,3 +198,51 @@ def test_a_pan_clip_whose_object_is_lost_does_not_count_as_the_right_way(tmp_pat
     assert summary["pan"]["pan_left"]["right_sign"] == 1 and summary["pan"]["pan_left"]["n"] == 2
     assert summary["pan"]["pan_right"]["right_sign"] == 1  # the lost object (nan speed) is not "moving left"
     assert summary["pan_paired"]["n"] == 1 and summary["pan_paired"]["right_way"] == 1  # seed 1 lost: only seed 0
+
+
+def test_run_workflows_keeps_one_copy_of_each_clip_across_code_changes(tmp_path):
+    """The demo's clip cache through run_workflows itself (a stand-in runner instead of ComfyUI): a run after a
+    code or model change (new fingerprint) samples every clip again and leaves one file per clip, under the new
+    key; a run with the same fingerprint samples nothing."""
+    import re
+
+    import torch
+
+    from training import demo
+
+    calls = []
+
+    class Result:
+        def output(self, node):
+            return torch.full((8, 64, 64, 3), 0.5)
+
+    class Runner:
+        @staticmethod
+        def object_info():
+            return INFO
+
+        @staticmethod
+        def run_prompt(prompt):
+            calls.append(prompt)
+            return Result()
+
+    plan, clips = demo.Plan(smoke=True), tmp_path / "clips"
+    log = demo.Log(str(tmp_path / "log.txt"))
+
+    def run(fingerprint):
+        calls.clear()
+        runs = demo.run_workflows(Runner, plan, {"steps": 2}, [0], log, str(clips), fingerprint)
+        return runs, len(calls)
+
+    first, sampled = run("a" * 64)
+    names = sorted(r["name"] for r in first)
+    assert sampled == len(first) and len(set(names)) == len(names) > 4
+    before = sorted(os.listdir(clips))
+    assert len(before) == len(names)
+    again, sampled = run("a" * 64)
+    assert sampled == 0 and all(r["reused"] for r in again) and sorted(os.listdir(clips)) == before
+    changed, sampled = run("b" * 64)
+    assert sampled == len(changed) and not any(r["reused"] for r in changed)
+    after = sorted(os.listdir(clips))
+    assert len(after) == len(names) and not set(after) & set(before)  # the old keys are gone, one file per clip
+    assert sorted(re.sub(r"_[0-9a-f]{32}\.npy$", "", f) for f in after) == names
