@@ -411,12 +411,20 @@ def code_and_models_fingerprint(cache: str) -> str:
     return h.hexdigest()
 
 
+CLIP_FILE = re.compile(r"(.+)_[0-9a-f]{32}\.npy")  # a kept clip: <clip name>_<key>.npy (run_workflows)
+
+
+def clip_name_of(filename: str) -> Optional[str]:
+    """The clip name of a file in the clip cache (None for anything else, e.g. a half-written .tmp.npy)."""
+    m = CLIP_FILE.fullmatch(filename)
+    return m.group(1) if m else None
+
+
 def prune_clips(clip_cache: str, name: str, keep: str) -> None:
     """Delete the clip `name`'s frames kept under other keys (older code or trained files): they can only be
     reused by going back to exactly that code, and would otherwise pile up run after run."""
-    pattern = re.compile(re.escape(name) + r"_[0-9a-f]{32}\.npy")
     for other in os.listdir(clip_cache):
-        if other != keep and pattern.fullmatch(other):
+        if other != keep and clip_name_of(other) == name:
             os.remove(os.path.join(clip_cache, other))
 
 

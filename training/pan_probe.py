@@ -52,11 +52,15 @@ def model_stills(cache: str, out_dir: str) -> str:
     import cv2
     import numpy as np
 
+    from .demo import clip_name_of
+
     shutil.rmtree(out_dir, ignore_errors=True)
     os.makedirs(out_dir)
     newest = {}
     for path in glob.glob(os.path.join(cache, "clips", "*_image_*.npy")):
-        name = os.path.basename(path).rsplit("_", 1)[0]
+        name = clip_name_of(os.path.basename(path))
+        if name is None:
+            continue
         if name not in newest or os.path.getmtime(path) > os.path.getmtime(newest[name]):
             newest[name] = path
     if not newest:
