@@ -6,6 +6,7 @@ demo's, then print the tracked object's horizontal speed under each, per seed.
     python -m training.pan_probe --tag e2 --lr 2e-3          # two separate LoRAs (pan-left, pan-right)
     python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
     python -m training.pan_probe --tag g1 --signed --model-stills
+    python -m training.pan_probe --tag admk_demo --signed --stages 4:0:6,4:1:0   # LoRA strength by sampling step
 
 It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
 motionlora_zoomin_panleft.json with the pan node holding the new LoRA). --signed trains ONE LoRA with the camera
@@ -15,6 +16,9 @@ in the cache's animatediff_motion_lora folder (delete them to retrain).
 --model-stills moves the camera over the frames the demo's image model drew (its cached image-only clips).
 --video-stills adds frame 30 of every synthetic video (objects with motion trails pointing every way) to the
 stills the camera moves over, so a LoRA cannot rely on the trail to pick its direction.
+--stages K:EARLY:LATE samples with the signed LoRA at +/-EARLY for the first K of the 8 steps and at +/-LATE for the
+rest (two core KSamplerAdvanced, the second continuing the first's latent; K 0 is one sampler at LATE, which gives
+the same clips as Apply MotionLoRA at that strength), to see in which steps the LoRA moves the content.
 Content should move right (+) under pan-left and left (-) under pan-right.
 """
 from __future__ import annotations
@@ -131,6 +135,50 @@ def pair_losses(cache: str, lora_path: str, strength: float, pairs: int = 12) ->
               f"{pairs} pairs), no LoRA {plain:.5f}", flush=True)
 
 
+def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, prefix: str,
+                      switch_step: int, early: float, late: float) -> dict:
+    """training.demo.pan_prompt, sampled by two core KSamplerAdvanced nodes instead of Sample Animation: the pan LoRA
+    at `early` for steps [0, switch_step), then at `late` (a second Apply MotionLoRA and Inflate Model) for the rest,
+    the second sampler continuing the first's latent without new noise. switch_step 0: one sampler, at `late`."""
+    import copy
+
+    from tools.workflow_convert import find_node
+
+    from . import demo
+
+    prompt = demo.pan_prompt(runner, lora_name, text, seed, sampling, prefix, early)
+    sample = find_node(prompt, "ADMK_SampleAnimation")
+    lora, inflate = find_node(prompt, "ADMK_ApplyMotionLoRA"), find_node(prompt, "ADMK_InflateModel")
+    s = prompt.pop(sample)["inputs"]
+    steps = s["steps"]
+    if not 0 <= switch_step < steps:
+        raise ValueError(f"switch step {switch_step} must be in [0, {steps})")
+    new = iter(str(max(int(k) for k in prompt) + i) for i in range(1, 6))
+    late_lora, late_model, empty, first, second = next(new), next(new), next(new), next(new), next(new)
+    prompt[late_lora] = copy.deepcopy(prompt[lora])
+    prompt[late_lora]["inputs"]["strength"] = late
+    prompt[late_model] = copy.deepcopy(prompt[inflate])
+    prompt[late_model]["inputs"]["motion_module"] = [late_lora, 0]
+    prompt[empty] = {"class_type": "EmptyLatentImage",
+                     "inputs": {"width": s["width"], "height": s["height"], "batch_size": s["frames"]}}
+    common = {"positive": s["positive"], "negative": s["negative"], "noise_seed": s["seed"], "cfg": s["cfg"],
+              "sampler_name": s["sampler_name"], "scheduler": s["scheduler"], "steps": steps}
+    prompt[second] = {"class_type": "KSamplerAdvanced", "inputs": dict(
+        common, model=[late_model, 0], add_noise="disable", latent_image=[first, 0], start_at_step=switch_step,
+        end_at_step=steps, return_with_leftover_noise="disable")}
+    if switch_step == 0:
+        prompt[second]["inputs"].update(add_noise="enable", latent_image=[empty, 0])
+    else:
+        prompt[first] = {"class_type": "KSamplerAdvanced", "inputs": dict(
+            common, model=[inflate, 0], add_noise="enable", latent_image=[empty, 0], start_at_step=0,
+            end_at_step=switch_step, return_with_leftover_noise="enable")}
+    for node in prompt.values():  # the decoder (and anything else on the sampler's output) reads the last stage
+        for name, value in node["inputs"].items():
+            if value == [sample, 0]:
+                node["inputs"][name] = [second, 0]
+    return prompt
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from . import demo
 
@@ -152,7 +200,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                                 "model drew instead of the rendered stills")
     ap.add_argument("--baseline", action="store_true", help="also print the speeds without a pan LoRA")
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
+    ap.add_argument("--stages", default="", help="with --signed: comma-separated K:EARLY:LATE, the LoRA at +/-EARLY "
+                                                 "for the first K sampling steps and +/-LATE after (e.g. 4:0:6)")
     args = ap.parse_args(argv)
+    stages = [tuple(float(x) for x in part.split(":")) for part in args.stages.split(",") if part.strip()]
+    if stages and (not args.signed or any(len(st) != 3 for st in stages)):
+        ap.error("--stages takes K:EARLY:LATE items and needs --signed")
 
     out = os.path.abspath(args.out)
     cache = os.path.join(out, "cache")
@@ -208,6 +261,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         right += sum(demo.moves_way(v, way) for v, _ in moved)
         strict += sum(1 for _, ok in moved if ok)
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
+    for k, early, late in stages:
+        name, per = f"{args.tag}_pan.safetensors", {}
+        for motion, sign in (("pan_left", 1), ("pan_right", -1)):
+            per[motion] = speeds(lambda text, seed, sign=sign: staged_pan_prompt(
+                runner, name, text, seed, sampling, "pan_probe/clip", int(k), sign * early, sign * late),
+                demo.PAN_CONTENT_DIRECTION[motion])
+        way_count = sum(demo.moves_way(v, demo.PAN_CONTENT_DIRECTION[m]) for m in per for v, _ in per[m])
+        diffs = demo.speed_differences(*(dict(zip(seeds, (v for v, _ in per[m]))) for m in ("pan_left", "pan_right")))
+        print(f"{args.tag} stages {int(k)}:{early:g}:{late:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
+              f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)
     if args.signed and args.pair_loss:
         pair_losses(cache, os.path.join(cache, "models", "animatediff_motion_lora", f"{args.tag}_pan.safetensors"),
                     args.strength)
