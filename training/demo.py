@@ -114,6 +114,22 @@ class Log:
             f.write(line + "\n")
 
 
+def set_size(size: int) -> None:
+    """The frame size of everything the demo makes and samples (--size; pan_probe sets it from a cache's data)."""
+    global SIZE
+    SIZE = int(size)
+
+
+def cached_size(cache: str) -> int:
+    """The frame size the synthetic set in `cache` was written at (its meta file), else the default."""
+    for name in ("stills", "videos"):
+        path = os.path.join(cache, "data", name, "metadata.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return int(json.load(f)["size"])
+    return SIZE
+
+
 # --- 1. data -----------------------------------------------------------------------------------------------------
 
 def ensure_data(cache: str, plan: Plan, log: Log) -> Dict[str, str]:
@@ -258,7 +274,7 @@ def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -
     from . import motion_core
 
     steps = max(2, int(plan.motion_steps * plan.scale))
-    overrides = [f"data.root={data['videos']}"] + _common_overrides(cache, base, "motion", steps, plan.motion_batch,
+    overrides = [f"data.root={data['videos']}", f"data.size={SIZE}"] + _common_overrides(cache, base, "motion", steps, plan.motion_batch,
                                                                       amp_name)
     return _ensure_stage(cache, "motion module", "animatediff_models", MM_NAME, "motion_stats.json",
                          lambda path: _train_stage("demo_motion.yaml", overrides, path, log),
@@ -656,6 +672,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default="demo_output", help="output folder (trained files are cached in OUT/cache)")
     p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing OUT/cache")
     p.add_argument("--scale", type=float, default=None, help="multiply every training step count")
+    p.add_argument("--size", type=int, default=SIZE, help="frame width and height in px (a multiple of 8, at least "
+                   "64): data, training and sampling; 128 quadruples the latent pixels and roughly the CPU time")
     p.add_argument("--smoke", action="store_true", help="a minutes-long run on a quarter of the data (for tests)")
     p.add_argument("--vae-steps", type=int, default=0, help="fine-tune the VAE decoder this many steps (default: "
                                                              "keep the analytic one)")
@@ -673,6 +691,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--comfyui-root", default="", help="ComfyUI folder (default: $COMFYUI_ROOT or .host/ComfyUI)")
     args = p.parse_args(argv)
 
+    if args.size < 64 or args.size % 8:
+        p.error(f"--size {args.size}: give a multiple of 8 of at least 64")
+    set_size(args.size)
     plan = Plan(smoke=args.smoke)
     if args.scale is not None:
         plan.scale = args.scale
@@ -682,7 +703,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.fresh and os.path.isdir(cache):
         shutil.rmtree(cache)
     stamp = os.path.join(cache, "VERSION")
-    version = f"{CACHE_VERSION} smoke={plan.smoke} scale={plan.scale} vae={plan.vae_steps}"
+    version = f"{CACHE_VERSION} smoke={plan.smoke} scale={plan.scale} vae={plan.vae_steps}" + (
+        f" size={SIZE}" if SIZE != 64 else "")
     if os.path.isdir(cache) and (not os.path.isfile(stamp) or open(stamp).read().strip() != version):
         shutil.rmtree(cache)  # made by an older demo: retrain
     os.makedirs(cache, exist_ok=True)

@@ -212,6 +212,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tools.comfy_host import import_comfy
 
     import_comfy("", cpu=None)
+    demo.set_size(demo.cached_size(cache))  # sample at the size the demo trained at (--size)
     runner = demo.make_runner(cache, out)
     sampling = {"steps": 8, "sampler_name": "euler"}
     stills = (model_stills(cache, os.path.join(out, "pan_probe_model_stills")) if args.model_stills else

@@ -291,3 +291,14 @@ def test_staged_pan_prompt_splits_the_steps_between_two_lora_strengths():
     assert lora_strength(only[0]["model"]) == -2.0
     with pytest.raises(ValueError, match="switch step"):
         staged_pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", 8, 1.0, 1.0)
+
+
+def test_the_probe_samples_at_the_size_the_demo_data_was_written_at(tmp_path):
+    """demo --size N writes its synthetic set at N px; pan_probe reads N back from the cache (cached_size), so it
+    samples at the size the models were trained at."""
+    from training import demo
+
+    assert demo.cached_size(str(tmp_path)) == demo.SIZE  # no data yet: the default
+    synthetic.make_synthetic_set(str(tmp_path / "data" / "stills"), videos_per_prompt=0, size=72, colours=["red"],
+                                 shapes=["circle"], directions=[], stills_per_prompt=1, seed=1)
+    assert demo.cached_size(str(tmp_path)) == 72
