@@ -274,8 +274,8 @@ def ensure_motion(cache: str, data, base, plan: Plan, amp_name: str, log: Log) -
     from . import motion_core
 
     steps = max(2, int(plan.motion_steps * plan.scale))
-    overrides = [f"data.root={data['videos']}", f"data.size={SIZE}"] + _common_overrides(cache, base, "motion", steps, plan.motion_batch,
-                                                                      amp_name)
+    overrides = [f"data.root={data['videos']}", f"data.size={SIZE}"] + _common_overrides(
+        cache, base, "motion", steps, plan.motion_batch, amp_name)
     return _ensure_stage(cache, "motion module", "animatediff_models", MM_NAME, "motion_stats.json",
                          lambda path: _train_stage("demo_motion.yaml", overrides, path, log),
                          lambda path: motion_core().load_motion_module(path).info.summary(), log)

@@ -204,8 +204,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                  "for the first K sampling steps and +/-LATE after (e.g. 4:0:6)")
     args = ap.parse_args(argv)
     stages = [tuple(float(x) for x in part.split(":")) for part in args.stages.split(",") if part.strip()]
-    if stages and (not args.signed or any(len(st) != 3 for st in stages)):
-        ap.error("--stages takes K:EARLY:LATE items and needs --signed")
+    if stages and (not args.signed or any(len(st) != 3 or not 0 <= st[0] < 8 for st in stages)):
+        ap.error("--stages takes K:EARLY:LATE items (K a step in 0-7 of the 8) and needs --signed")
 
     out = os.path.abspath(args.out)
     cache = os.path.join(out, "cache")
