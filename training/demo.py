@@ -34,7 +34,8 @@ from .config import load_config
 from .lora_from_frames import bf16_is_faster
 
 CACHE_VERSION = "9"  # bump when anything that shapes the cached files changes
-SIZE = 64
+DEFAULT_SIZE = 64
+SIZE = DEFAULT_SIZE  # frame px of everything the demo makes and samples; --size sets it (set_size)
 FRAMES = 8  # per animation, as the demo's motion stage trains (16 cost twice the CPU time for no better report)
 VIDEO_FRAMES = 61  # room for 16 frames at stride 4 (the paper's clips); the demo's 8-frame clips start anywhere
 BASE_NAME = "admk_demo_sd15.safetensors"
@@ -672,8 +673,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default="demo_output", help="output folder (trained files are cached in OUT/cache)")
     p.add_argument("--fresh", action="store_true", help="retrain everything instead of reusing OUT/cache")
     p.add_argument("--scale", type=float, default=None, help="multiply every training step count")
-    p.add_argument("--size", type=int, default=SIZE, help="frame width and height in px (a multiple of 8, at least "
-                   "64): data, training and sampling; 128 quadruples the latent pixels and roughly the CPU time")
+    p.add_argument("--size", type=int, default=DEFAULT_SIZE, help="frame width and height in px (a multiple of 8, "
+                   "at least 64): data, training and sampling; 128 quadruples the latent pixels and roughly the "
+                   "CPU time")
     p.add_argument("--smoke", action="store_true", help="a minutes-long run on a quarter of the data (for tests)")
     p.add_argument("--vae-steps", type=int, default=0, help="fine-tune the VAE decoder this many steps (default: "
                                                              "keep the analytic one)")
@@ -704,7 +706,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         shutil.rmtree(cache)
     stamp = os.path.join(cache, "VERSION")
     version = f"{CACHE_VERSION} smoke={plan.smoke} scale={plan.scale} vae={plan.vae_steps}" + (
-        f" size={SIZE}" if SIZE != 64 else "")
+        f" size={SIZE}" if SIZE != DEFAULT_SIZE else "")
     if os.path.isdir(cache) and (not os.path.isfile(stamp) or open(stamp).read().strip() != version):
         shutil.rmtree(cache)  # made by an older demo: retrain
     os.makedirs(cache, exist_ok=True)

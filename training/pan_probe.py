@@ -153,8 +153,8 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
     steps = s["steps"]
     if not 0 <= switch_step < steps:
         raise ValueError(f"switch step {switch_step} must be in [0, {steps})")
-    new = iter(str(max(int(k) for k in prompt) + i) for i in range(1, 6))
-    late_lora, late_model, empty, first, second = next(new), next(new), next(new), next(new), next(new)
+    top = max(int(k) for k in prompt)
+    late_lora, late_model, empty, first, second = (str(top + i) for i in range(1, 6))
     prompt[late_lora] = copy.deepcopy(prompt[lora])
     prompt[late_lora]["inputs"]["strength"] = late
     prompt[late_model] = copy.deepcopy(prompt[inflate])
@@ -163,15 +163,14 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
                      "inputs": {"width": s["width"], "height": s["height"], "batch_size": s["frames"]}}
     common = {"positive": s["positive"], "negative": s["negative"], "noise_seed": s["seed"], "cfg": s["cfg"],
               "sampler_name": s["sampler_name"], "scheduler": s["scheduler"], "steps": steps}
-    prompt[second] = {"class_type": "KSamplerAdvanced", "inputs": dict(
-        common, model=[late_model, 0], add_noise="disable", latent_image=[first, 0], start_at_step=switch_step,
-        end_at_step=steps, return_with_leftover_noise="disable")}
-    if switch_step == 0:
-        prompt[second]["inputs"].update(add_noise="enable", latent_image=[empty, 0])
-    else:
+    if switch_step:
         prompt[first] = {"class_type": "KSamplerAdvanced", "inputs": dict(
             common, model=[inflate, 0], add_noise="enable", latent_image=[empty, 0], start_at_step=0,
             end_at_step=switch_step, return_with_leftover_noise="enable")}
+    prompt[second] = {"class_type": "KSamplerAdvanced", "inputs": dict(  # K 0: the only sampler, adding the noise
+        common, model=[late_model, 0], add_noise="disable" if switch_step else "enable",
+        latent_image=[first if switch_step else empty, 0], start_at_step=switch_step, end_at_step=steps,
+        return_with_leftover_noise="disable")}
     for node in prompt.values():  # the decoder (and anything else on the sampler's output) reads the last stage
         for name, value in node["inputs"].items():
             if value == [sample, 0]:
@@ -203,9 +202,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--stages", default="", help="with --signed: comma-separated K:EARLY:LATE, the LoRA at +/-EARLY "
                                                  "for the first K sampling steps and +/-LATE after (e.g. 4:0:6)")
     args = ap.parse_args(argv)
+    sampling = {"steps": 8, "sampler_name": "euler"}
     stages = [tuple(float(x) for x in part.split(":")) for part in args.stages.split(",") if part.strip()]
-    if stages and (not args.signed or any(len(st) != 3 or not 0 <= st[0] < 8 for st in stages)):
-        ap.error("--stages takes K:EARLY:LATE items (K a step in 0-7 of the 8) and needs --signed")
+    if stages and (not args.signed or any(len(st) != 3 or not 0 <= st[0] < sampling["steps"] for st in stages)):
+        ap.error(f"--stages takes K:EARLY:LATE items (K a step in 0-{sampling['steps'] - 1} of the "
+                 f"{sampling['steps']}) and needs --signed")
 
     out = os.path.abspath(args.out)
     cache = os.path.join(out, "cache")
@@ -214,7 +215,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     import_comfy("", cpu=None)
     demo.set_size(demo.cached_size(cache))  # sample at the size the demo trained at (--size)
     runner = demo.make_runner(cache, out)
-    sampling = {"steps": 8, "sampler_name": "euler"}
     stills = (model_stills(cache, os.path.join(out, "pan_probe_model_stills")) if args.model_stills else
               video_stills(cache, os.path.join(out, "pan_probe_stills")) if args.video_stills
               else os.path.join(cache, "data", "stills"))
@@ -246,30 +246,31 @@ def main(argv: Optional[List[str]] = None) -> int:
                       learning_rate=args.lr, rank=args.rank, lora_name=name, batch_size=args.batch)
             runner.run_prompt(prompt)
 
-    right = strict = 0
+    def counts(per: dict) -> tuple:
+        """From {motion: speeds()}: clips moving the way their pan implies, and the paired differences (pan-left's
+        speed minus pan-right's on the same seed, as the demo's pan_paired)."""
+        right = sum(demo.moves_way(v, demo.PAN_CONTENT_DIRECTION[m]) for m in per for v, _ in per[m])
+        return right, demo.speed_differences(*(dict(zip(seeds, (v for v, _ in per[m])))
+                                               for m in ("pan_left", "pan_right")))
+
     per_motion = {}
     for motion in ("pan_left", "pan_right"):
         if args.signed:  # one LoRA: +strength = pan left, -strength = pan right
-            name, strength = f"{args.tag}_pan.safetensors", args.lora_strength * (1 if motion == "pan_left" else -1)
+            name, strength = f"{args.tag}_pan.safetensors", args.lora_strength * demo.PAN_STRENGTH[motion]
             train("pan_left/pan_right", name)
         else:
             name, strength = f"{args.tag}_{motion}.safetensors", args.lora_strength
             train(motion, name)
-        way = demo.PAN_CONTENT_DIRECTION[motion]
-        moved = speeds(lambda text, seed, name=name, strength=strength: demo.pan_prompt(
-            runner, name, text, seed, sampling, "pan_probe/clip", strength), way)
-        per_motion[motion] = dict(zip(seeds, (v for v, _ in moved)))
-        right += sum(demo.moves_way(v, way) for v, _ in moved)
-        strict += sum(1 for _, ok in moved if ok)
-        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in moved)}", flush=True)
+        per_motion[motion] = speeds(lambda text, seed, name=name, strength=strength: demo.pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", strength), demo.PAN_CONTENT_DIRECTION[motion])
+        print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in per_motion[motion])}",
+              flush=True)
     for k, early, late in stages:
-        name, per = f"{args.tag}_pan.safetensors", {}
-        for motion, sign in (("pan_left", 1), ("pan_right", -1)):
-            per[motion] = speeds(lambda text, seed, sign=sign: staged_pan_prompt(
-                runner, name, text, seed, sampling, "pan_probe/clip", int(k), sign * early, sign * late),
-                demo.PAN_CONTENT_DIRECTION[motion])
-        way_count = sum(demo.moves_way(v, demo.PAN_CONTENT_DIRECTION[m]) for m in per for v, _ in per[m])
-        diffs = demo.speed_differences(*(dict(zip(seeds, (v for v, _ in per[m]))) for m in ("pan_left", "pan_right")))
+        name = f"{args.tag}_pan.safetensors"
+        per = {motion: speeds(lambda text, seed, sign=sign: staged_pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", int(k), sign * early, sign * late),
+            demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
+        way_count, diffs = counts(per)
         print(f"{args.tag} stages {int(k)}:{early:g}:{late:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
               f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
               f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
@@ -277,10 +278,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.signed and args.pair_loss:
         pair_losses(cache, os.path.join(cache, "models", "animatediff_motion_lora", f"{args.tag}_pan.safetensors"),
                     args.strength)
+    right, diffs = counts(per_motion)
+    strict = sum(ok for moved in per_motion.values() for _, ok in moved)
     print(f"{args.tag}: {right}/{2 * len(seeds)} clips move the way the pan implies ({strict} by the demo's rule: "
           f">= 4 px that way, R^2 >= 0.5)", flush=True)
-    # the LoRA's own effect, as the demo's pan_paired: pan-left's speed minus pan-right's on the same seed
-    diffs = demo.speed_differences(per_motion["pan_left"], per_motion["pan_right"])
     if diffs:
         print(f"{args.tag}: pan-left's content further right than pan-right's on {sum(d > 0 for d in diffs)}/"
               f"{len(diffs)} seeds with the object found in both (differences {', '.join(f'{d:+.2f}' for d in diffs)})",

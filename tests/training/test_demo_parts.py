@@ -265,20 +265,21 @@ def test_staged_pan_prompt_splits_the_steps_between_two_lora_strengths():
     samplers = sorted((n for n in prompt.values() if n["class_type"] == "KSamplerAdvanced"),
                       key=lambda n: n["inputs"]["start_at_step"])
     first, second = (n["inputs"] for n in samplers)
-    assert (first["start_at_step"], first["end_at_step"], second["start_at_step"], second["end_at_step"]) == (0, 3, 3, 8)
+    split = (first["start_at_step"], first["end_at_step"], second["start_at_step"], second["end_at_step"])
+    assert split == (0, 3, 3, 8)
     assert first["add_noise"] == "enable" and first["return_with_leftover_noise"] == "enable"
     assert second["add_noise"] == "disable" and second["return_with_leftover_noise"] == "disable"
     assert first["noise_seed"] == second["noise_seed"] == 5 and first["steps"] == second["steps"] == 8
     assert prompt[second["latent_image"][0]]["inputs"] is first
 
-    def lora_strength(model_link):
+    def lora_strength(prompt, model_link):
         inflate = prompt[model_link[0]]
         assert inflate["class_type"] == "ADMK_InflateModel"
         lora = prompt[inflate["inputs"]["motion_module"][0]]
         assert lora["class_type"] == "ADMK_ApplyMotionLoRA" and lora["inputs"]["lora_name"] == "pan.safetensors"
         return lora["inputs"]["strength"]
 
-    assert (lora_strength(first["model"]), lora_strength(second["model"])) == (0.5, -2.0)
+    assert (lora_strength(prompt, first["model"]), lora_strength(prompt, second["model"])) == (0.5, -2.0)
     empty = prompt[first["latent_image"][0]]
     assert empty["class_type"] == "EmptyLatentImage" and empty["inputs"]["batch_size"] == demo.FRAMES
     decode = prompt[find_node(prompt, "VAEDecode")]["inputs"]
@@ -287,8 +288,7 @@ def test_staged_pan_prompt_splits_the_steps_between_two_lora_strengths():
     single = staged_pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", 0, 0.5, -2.0)
     only = [n["inputs"] for n in single.values() if n["class_type"] == "KSamplerAdvanced"]
     assert len(only) == 1 and only[0]["add_noise"] == "enable" and only[0]["start_at_step"] == 0
-    prompt = single
-    assert lora_strength(only[0]["model"]) == -2.0
+    assert lora_strength(single, only[0]["model"]) == -2.0
     with pytest.raises(ValueError, match="switch step"):
         staged_pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", 8, 1.0, 1.0)
 
