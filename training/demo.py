@@ -394,13 +394,30 @@ def make_runner(cache: str, out: str):
 
 
 def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, prefix: str,
-               strength: float = 1.0) -> dict:
-    """motionlora_zoomin_panleft.json with `lora_name` on its pan node (at `strength`) and the zoom node bypassed."""
+               strength: float = 1.0, contrast: float = 0.0, contrast_end: float = 1.0) -> dict:
+    """motionlora_zoomin_panleft.json with `lora_name` on its pan node (at `strength`) and the zoom node bypassed.
+    contrast > 0 adds Motion Contrast Guidance at that scale (until `contrast_end` of the sampling) against the
+    same LoRA at -strength, applied to the same loaded motion module."""
     from tools.workflow_convert import bypass, find_node
 
     prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, prefix)
     _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=lora_name, strength=strength)
-    return bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+    prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
+    if contrast:
+        pan, inflate = find_node(prompt, "ADMK_ApplyMotionLoRA"), find_node(prompt, "ADMK_InflateModel")
+        top = max(int(k) for k in prompt)
+        opposite, guided = str(top + 1), str(top + 2)
+        prompt[opposite] = {"class_type": "ADMK_ApplyMotionLoRA",
+                            "inputs": dict(prompt[pan]["inputs"], strength=-strength)}
+        prompt[guided] = {"class_type": "ADMK_MotionContrastGuidance", "inputs": {
+            "model": [inflate, 0], "contrast_motion_module": [opposite, 0], "scale": contrast,
+            "start_percent": 0.0, "end_percent": contrast_end}}
+        for key, node in prompt.items():  # the sampler (whatever read Inflate Model's MODEL) reads the guided one
+            if key != guided:
+                for name, value in node["inputs"].items():
+                    if value == [inflate, 0]:
+                        node["inputs"][name] = [guided, 0]
+    return prompt
 
 
 def pan_variant(motion: str) -> str:

@@ -7,6 +7,7 @@ demo's, then print the tracked object's horizontal speed under each, per seed.
     python -m training.pan_probe --tag e3 --lr 2e-3 --video-stills
     python -m training.pan_probe --tag g1 --signed --model-stills
     python -m training.pan_probe --tag admk_demo --signed --stages 4:0:6,4:1:0   # LoRA strength by sampling step
+    python -m training.pan_probe --tag admk_demo --signed --contrast 2,5:0.5     # Motion Contrast Guidance
 
 It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
 motionlora_zoomin_panleft.json with the pan node holding the new LoRA). --signed trains ONE LoRA with the camera
@@ -19,6 +20,8 @@ stills the camera moves over, so a LoRA cannot rely on the trail to pick its dir
 --stages K:EARLY:LATE samples with the signed LoRA at +/-EARLY for the first K of the 8 steps and at +/-LATE for the
 rest (two core KSamplerAdvanced, the second continuing the first's latent; K 0 is one sampler at LATE, which gives
 the same clips as Apply MotionLoRA at that strength), to see in which steps the LoRA moves the content.
+--contrast SCALE[:END] samples the signed LoRA at +/-strength through Motion Contrast Guidance against the same LoRA
+at the opposite sign (demo.pan_prompt's contrast), guided until END of the sampling.
 Content should move right (+) under pan-left and left (-) under pan-right.
 """
 from __future__ import annotations
@@ -201,8 +204,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
     ap.add_argument("--stages", default="", help="with --signed: comma-separated K:EARLY:LATE, the LoRA at +/-EARLY "
                                                  "for the first K sampling steps and +/-LATE after (e.g. 4:0:6)")
+    ap.add_argument("--contrast", default="", help="with --signed: comma-separated SCALE[:END] items, each sampled "
+                                                   "with Motion Contrast Guidance at SCALE against the LoRA at the "
+                                                   "opposite sign, until END (0-1) of the sampling (e.g. 2,5:0.5)")
     args = ap.parse_args(argv)
     sampling = {"steps": 8, "sampler_name": "euler"}
+    contrasts = [tuple(float(x) for x in (part.split(":") + ["1"])[:2]) for part in args.contrast.split(",")
+                 if part.strip()]
+    if contrasts and (not args.signed or any(g <= 0 or not 0 < end <= 1 for g, end in contrasts)):
+        ap.error("--contrast takes SCALE[:END] items (SCALE > 0, END in (0, 1]) and needs --signed")
     stages = [tuple(float(x) for x in part.split(":")) for part in args.stages.split(",") if part.strip()]
     if stages and (not args.signed or any(len(st) != 3 or not 0 <= st[0] < sampling["steps"] for st in stages)):
         ap.error(f"--stages takes K:EARLY:LATE items (K a step in 0-{sampling['steps'] - 1} of the "
@@ -272,6 +282,16 @@ def main(argv: Optional[List[str]] = None) -> int:
             demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
         way_count, diffs = counts(per)
         print(f"{args.tag} stages {int(k)}:{early:g}:{late:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
+              f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)
+    for scale, end in contrasts:
+        name = f"{args.tag}_pan.safetensors"
+        per = {motion: speeds(lambda text, seed, sign=sign: demo.pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", sign * args.lora_strength, scale, end),
+            demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
+        way_count, diffs = counts(per)
+        print(f"{args.tag} contrast {scale:g} until {end:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
               f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
               f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
               f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)

@@ -15,17 +15,19 @@ what it does:
 - sparsectrl.py      SparseCtrl as a ControlBase control (chains, strength/percent, offload, windows)
 - freeinit.py        FreeInit: the sampling passes around comfy.sample.sample
 - motion_scale.py    motion strength over block groups and steps (read by MotionLayer from transformer_options)
+- contrast.py        Motion Contrast Guidance: a post-CFG pass with another motion module, guided away from it
 - inflate.py         `inflate()`, which wires all of the above onto a clone; `sampling_model()` (what Sample
                      Animation samples) and `attach_context_windows()`, the one way windows get onto a model
 
 Everything else in motion_core is ComfyUI-free (tests/unit/test_package_import.py checks it).
 """
 from .attachment import KEY, MotionAttachment, motion_attachment
+from .contrast import check_contrast_module, with_motion_contrast
 from .checks import (CORE_CONTEXT_HANDLER, check_conditioning_rows, check_frames,
                      refuse_core_context_windows)
 from .freeinit import sample_freeinit
 from .inflate import attach_context_windows, inflate, sampling_model
-from .injection import FRAMES_KEY, SCALE_KEY, MotionLayer, frames_per_cond
+from .injection import ALT_KEY, FRAMES_KEY, SCALE_KEY, MotionLayer, frames_per_cond
 from .motion_scale import StepScale, with_motion_scale
 from .placement import MotionSlot, match_slots, model_base, unet_slots
 from .schedules import BETA_SCHEDULE_HELP, BETA_SCHEDULES, model_sampling_for, resolve_beta_schedule
@@ -37,5 +39,6 @@ __all__ = [
     "FRAMES_KEY", "MotionLayer", "frames_per_cond",
     "MotionSlot", "match_slots", "model_base", "unet_slots", "BETA_SCHEDULE_HELP", "BETA_SCHEDULES",
     "model_sampling_for", "resolve_beta_schedule", "WINDOW_INFO_KEY", "WindowInfo", "install_context_windows",
-    "sample_freeinit", "SCALE_KEY", "StepScale", "with_motion_scale",
+    "sample_freeinit", "SCALE_KEY", "StepScale", "with_motion_scale", "ALT_KEY", "check_contrast_module",
+    "with_motion_contrast",
 ]

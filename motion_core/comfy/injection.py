@@ -29,6 +29,9 @@ FRAMES_KEY = "admk_num_frames"  # transformer_options override for callers outsi
 # transformer_options entry set by the Motion Strength Schedule node (motion_scale.py): a callable
 # (block group "down"/"mid"/"up", transformer_options) -> factor multiplying the layer's strength.
 SCALE_KEY = "admk_motion_scale"
+# transformer_options entry set only for the contrast pass of Motion Contrast Guidance (contrast.py): an object with
+# `module(name, device, dtype)` giving the contrast motion module's weights for the layer `name`.
+ALT_KEY = "admk_motion_alt"
 
 
 def frames_per_cond(x: torch.Tensor, transformer_options: Optional[dict]) -> int:
@@ -83,10 +86,14 @@ class MotionLayer(nn.Module):
         if strength == 0.0:
             return x
         frames = frames_per_cond(x, transformer_options)
-        weight = next(self.module.parameters())
+        module = self.module
+        weight = next(module.parameters())
+        alt = (transformer_options or {}).get(ALT_KEY)
+        if alt is not None:  # the contrast pass: another module's weights, same device and dtype as ours
+            module = alt.module(self.name, weight.device, weight.dtype)
         inp = x if x.dtype == weight.dtype else x.to(weight.dtype)
         # Looked up at call time so ComfyUI's attention backend flags (xformers, sage, pytorch...) are honoured.
-        delta = self.module.delta(inp, frames, attn_fn=comfy_attention.optimized_attention)
+        delta = module.delta(inp, frames, attn_fn=comfy_attention.optimized_attention)
         if strength != 1.0:
             delta = delta * strength
         return x + delta.to(x.dtype)

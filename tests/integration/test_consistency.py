@@ -9,13 +9,14 @@ import pytest
 import torch
 
 # test_inflate bootstraps ComfyUI and holds the tiny UNet / motion module fixtures these tests share
-from test_inflate import conds, motion, patcher  # noqa: E402,F401
+from test_inflate import conds, motion, patcher, tiny_motion_module  # noqa: E402,F401
 
 import comfy.model_management  # noqa: E402
 import comfy.sample  # noqa: E402
 import comfy.utils  # noqa: E402
 from harness.tiny_models import tiny_controlnet, tiny_unet  # noqa: E402
-from motion_core.comfy import SCALE_KEY, StepScale, inflate, install_context_windows, with_motion_scale  # noqa: E402
+from motion_core.comfy import (SCALE_KEY, StepScale, inflate, install_context_windows, with_motion_contrast,  # noqa: E402
+                               with_motion_scale)
 from motion_core.comfy import windows as windows_mod  # noqa: E402
 from motion_core.comfy.freeinit import reinit_noise  # noqa: E402
 from motion_core.context import ContextOptions  # noqa: E402
@@ -78,6 +79,55 @@ def test_schedule_follows_groups_and_steps(patcher, motion, monkeypatch):
 def test_schedule_needs_an_inflated_model(patcher):
     with pytest.raises(MotionFormatError, match="after Inflate Model"):
         with_motion_scale(patcher, MotionScale(up=2.0))
+
+
+# --- Motion Contrast Guidance --------------------------------------------------------------------------------
+
+def test_contrast_guidance_is_the_formula_over_two_independent_runs(patcher, motion):
+    # One euler step ends at sigma 0, so the sample IS that step's denoised prediction: the guided run must give
+    # A + s (A - B), where A and B are plain runs of each module inflated on its own (CFG 5 in both).
+    other = tiny_motion_module(seed=2)
+    noise = noise_for(4)
+    a = sample(inflate(patcher, motion), noise, steps=1)
+    b = sample(inflate(patcher, other), noise, steps=1)
+    guided = sample(with_motion_contrast(inflate(patcher, motion), other, 2.5), noise, steps=1)
+    assert not torch.allclose(a, b, atol=1e-3)
+    torch.testing.assert_close(guided, a + 2.5 * (a - b), atol=1e-5, rtol=1e-5)
+
+
+def test_contrast_guidance_off_and_against_itself_is_the_plain_model(patcher, motion):
+    noise = noise_for(4)
+    model = inflate(patcher, motion)
+    plain = sample(model, noise)
+    assert torch.equal(sample(with_motion_contrast(model, tiny_motion_module(seed=2), 0.0), noise), plain)
+    torch.testing.assert_close(sample(with_motion_contrast(model, motion, 3.0), noise), plain, atol=1e-6, rtol=1e-6)
+    guided = with_motion_contrast(model, tiny_motion_module(seed=2), 3.0)
+    assert guided.model_options.get("sampler_post_cfg_function")
+    assert not model.model_options.get("sampler_post_cfg_function")  # the input MODEL is untouched
+    assert torch.equal(sample(model, noise), plain)  # and samples as before after the guided clone ran
+    assert not torch.equal(sample(guided, noise), plain)
+
+
+def test_contrast_guidance_only_in_its_part_of_the_sampling(patcher, motion):
+    # One step at sigma max (0 % of the sampling): a window starting later leaves it alone.
+    noise = noise_for(4)
+    other = tiny_motion_module(seed=2)
+    plain = sample(inflate(patcher, motion), noise, steps=1)
+    late = with_motion_contrast(inflate(patcher, motion), other, 2.0, start_percent=0.5, end_percent=1.0)
+    assert torch.equal(sample(late, noise, steps=1), plain)
+    early = with_motion_contrast(inflate(patcher, motion), other, 2.0, start_percent=0.0, end_percent=0.5)
+    assert not torch.equal(sample(early, noise, steps=1), plain)
+
+
+def test_contrast_guidance_refuses_what_cannot_be_contrasted(patcher, motion):
+    with pytest.raises(MotionFormatError, match="after Inflate Model"):
+        with_motion_contrast(patcher, motion, 2.0)
+    with pytest.raises(MotionFormatError, match="same motion module file"):
+        with_motion_contrast(inflate(patcher, motion), tiny_motion_module(seed=2, mid=False), 2.0)
+    with pytest.raises(MotionFormatError, match="frames per pass"):
+        with_motion_contrast(inflate(patcher, motion), tiny_motion_module(seed=2, pe_len=8), 2.0)
+    with pytest.raises(MotionFormatError, match="start_percent"):
+        with_motion_contrast(inflate(patcher, motion), motion, 2.0, start_percent=0.8, end_percent=0.2)
 
 
 # --- FreeNoise -------------------------------------------------------------------------------------------------
@@ -245,3 +295,6 @@ def test_nodes_build_the_settings(pack_node, patcher, motion):
     assert keyed.model_options["transformer_options"][SCALE_KEY].scale.keyframes == ((0.0, 1.5), (100.0, 1.0))
     with pytest.raises(ValueError, match="percent:value"):
         node.execute(inflate(patcher, motion), 1, 1, 1, 1, 1, 0, 100, "fast")
+    contrast = pack_node("contrast_guidance").MotionContrastGuidance
+    guided = contrast.execute(inflate(patcher, motion), tiny_motion_module(seed=2), 2.0, 0.0, 0.4).result[0]
+    assert len(guided.model_options["sampler_post_cfg_function"]) == 1

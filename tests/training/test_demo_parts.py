@@ -293,6 +293,35 @@ def test_staged_pan_prompt_splits_the_steps_between_two_lora_strengths():
         staged_pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", 8, 1.0, 1.0)
 
 
+def test_pan_prompt_with_contrast_guides_the_sampler_away_from_the_opposite_sign():
+    """pan_probe --contrast: Sample Animation reads Motion Contrast Guidance, which wraps the inflated model (pan
+    LoRA at +strength) and contrasts it with the same LoRA at -strength on the same loaded motion module."""
+    from training import demo
+
+    class Runner:
+        @staticmethod
+        def object_info():
+            return INFO
+
+    sampling = {"steps": 8, "sampler_name": "euler"}
+    plain = demo.pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", -1.0)
+    assert "ADMK_MotionContrastGuidance" not in {n["class_type"] for n in plain.values()}
+    prompt = demo.pan_prompt(Runner, "pan.safetensors", "a red circle", 5, sampling, "p", -1.0, 2.5, 0.5)
+    sample = prompt[find_node(prompt, "ADMK_SampleAnimation")]["inputs"]
+    guided = prompt[sample["model"][0]]
+    assert guided["class_type"] == "ADMK_MotionContrastGuidance"
+    g = guided["inputs"]
+    assert (g["scale"], g["start_percent"], g["end_percent"]) == (2.5, 0.0, 0.5)
+    inflate = prompt[g["model"][0]]
+    assert inflate["class_type"] == "ADMK_InflateModel"
+    own, other = prompt[inflate["inputs"]["motion_module"][0]]["inputs"], prompt[g["contrast_motion_module"][0]]["inputs"]
+    assert (own["lora_name"], own["strength"]) == ("pan.safetensors", -1.0)
+    assert (other["lora_name"], other["strength"]) == ("pan.safetensors", 1.0)
+    assert other["motion_module"] == own["motion_module"]
+    assert prompt[own["motion_module"][0]]["class_type"] == "ADMK_LoadMotionModule"  # the zoom node stays bypassed
+    assert [k for k, n in prompt.items() if n["inputs"].get("model") == g["model"]] == [sample["model"][0]]
+
+
 def test_the_probe_samples_at_the_size_the_demo_data_was_written_at(tmp_path):
     """demo --size N writes its synthetic set at N px; pan_probe reads N back from the cache (cached_size), so it
     samples at the size the models were trained at."""
