@@ -119,6 +119,18 @@ def test_contrast_guidance_only_in_its_part_of_the_sampling(patcher, motion):
     assert not torch.equal(sample(early, noise, steps=1), plain)
 
 
+def test_contrast_guidance_inside_context_windows(patcher, motion):
+    # 10 frames in 4-frame windows: the contrast pass goes through the same windowed calc_cond_batch, so against
+    # itself it is the plain windowed run, and against another module it changes it.
+    noise = noise_for(10)
+    options = ContextOptions(length=4, overlap=1)
+    model = inflate(patcher, motion, context_options=options)
+    plain = sample(model, noise)
+    torch.testing.assert_close(sample(with_motion_contrast(model, motion, 2.0), noise), plain, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(sample(with_motion_contrast(model, tiny_motion_module(seed=2), 2.0), noise), plain,
+                              atol=1e-4)
+
+
 def test_contrast_guidance_refuses_what_cannot_be_contrasted(patcher, motion):
     with pytest.raises(MotionFormatError, match="after Inflate Model"):
         with_motion_contrast(patcher, motion, 2.0)
