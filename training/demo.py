@@ -46,6 +46,9 @@ LORA_NAMES = {"zoom_in": "admk_demo_zoom_in.safetensors", PAN_CAMERA: "admk_demo
 # pan_left: the camera moves left, so content drifts right on screen (augment.CAMERA_MOTIONS)
 PAN_CONTENT_DIRECTION = {"pan_left": "right", "pan_right": "left"}
 PAN_STRENGTH = {"pan_left": 1.0, "pan_right": -1.0}  # the pan LoRA's strength in Apply MotionLoRA for each move
+# the pans are also sampled through Motion Contrast Guidance at this scale, against the same LoRA at the opposite
+# strength: it amplifies what +1 and -1 do differently (training/README.md: 10/16 the right way vs 6/16 plain)
+PAN_CONTRAST = 2.0
 PAN_PROMPTS = [("a red circle", "red"), ("a blue square", "blue"), ("a green circle", "green"),
                ("a yellow square", "yellow")]
 DIRECTION_PROMPTS = [("a red circle moving left", "red", "left"), ("a blue square moving right", "blue", "right"),
@@ -420,8 +423,9 @@ def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, pre
     return prompt
 
 
-def pan_variant(motion: str) -> str:
-    return f"motion module + pan LoRA {PAN_STRENGTH[motion]:+g}"
+def pan_variant(motion: str, contrast: float = 0.0) -> str:
+    return f"motion module + pan LoRA {PAN_STRENGTH[motion]:+g}" + (
+        f" + contrast guidance {contrast:g}" if contrast else "")
 
 
 def code_and_models_fingerprint(cache: str) -> str:
@@ -515,15 +519,17 @@ def run_workflows(runner, plan: Plan, sampling: dict, seeds: List[int], log: Log
         prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 1), "motion_module")
         execute(f"{slug}_lora", prompt, prompt_text=text, colour=colour, seed=seed, variant="motion module + zoom LoRA")
     log(f"running example_workflows/motionlora_zoomin_panleft.json with the pan LoRA at +1 (pan left) and -1 (pan "
-        f"right) ({plan.pan_seeds} seeds each; the zoom node bypassed)")
-    for motion, content_way in PAN_CONTENT_DIRECTION.items():
-        for seed in range(plan.pan_seeds):
-            text, colour = PAN_PROMPTS[seed % len(PAN_PROMPTS)]
-            slug = f"{motion}_s{seed}"
-            prompt = pan_prompt(runner, LORA_NAMES[PAN_CAMERA], text, seed, sampling, f"admk_demo/{slug}",
-                                PAN_STRENGTH[motion])
-            execute(slug, prompt, prompt_text=text, colour=colour, seed=seed, direction=content_way,
-                    variant=pan_variant(motion))
+        f"right) ({plan.pan_seeds} seeds each; the zoom node bypassed), plain and through Motion Contrast Guidance "
+        f"{PAN_CONTRAST:g} against the opposite strength")
+    for contrast in (0.0, PAN_CONTRAST):
+        for motion, content_way in PAN_CONTENT_DIRECTION.items():
+            for seed in range(plan.pan_seeds):
+                text, colour = PAN_PROMPTS[seed % len(PAN_PROMPTS)]
+                slug = f"{motion}{'_contrast' if contrast else ''}_s{seed}"
+                prompt = pan_prompt(runner, LORA_NAMES[PAN_CAMERA], text, seed, sampling, f"admk_demo/{slug}",
+                                    PAN_STRENGTH[motion], contrast)
+                execute(slug, prompt, prompt_text=text, colour=colour, seed=seed, direction=content_way,
+                        variant=pan_variant(motion, contrast))
     return runs
 
 
@@ -576,6 +582,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
     mm, img = by("motion module"), by("image model only")
     zoom_off, zoom_on = by("motion module", True), by("motion module + zoom LoRA", True)
     pans = {motion: by(pan_variant(motion)) for motion in PAN_CONTENT_DIRECTION}
+    guided = {motion: by(pan_variant(motion, PAN_CONTRAST)) for motion in PAN_CONTENT_DIRECTION}
     summary = {
         "consistency": {
             "iou_motion": _mean(r["metrics"]["iou"] for r in mm), "iou_image": _mean(r["metrics"]["iou"] for r in img),
@@ -601,6 +608,11 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
             for motion, way in PAN_CONTENT_DIRECTION.items()},
         "pan_baseline_horizontal_px_per_frame": _mean(r["metrics"]["horizontal_px_per_frame"] for r in zoom_off),
         "pan_paired": pan_paired(pans),
+        "pan_contrast": {  # the same pans through Motion Contrast Guidance
+            "scale": PAN_CONTRAST, "n": sum(len(v) for v in guided.values()),
+            "right_sign": int(sum(moves_way(r["metrics"]["horizontal_px_per_frame"], way)
+                                  for motion, way in PAN_CONTENT_DIRECTION.items() for r in guided[motion])),
+            "paired": pan_paired(guided)},
         "frame_outliers": {r["name"]: r["metrics"]["frame_outliers"] for r in runs if r["metrics"]["frame_outliers"]},
         "clips": len(runs),
         "zoom": {
@@ -658,6 +670,11 @@ def write_report(out: str, summary: dict, runs: List[dict], stats: dict, timings
             f"imply): {pp['right_way']}/{pp['n']} seeds, mean {pp['mean_px_per_frame']:+.2f} px/frame. The "
             "absolute counts above also hold the base's own drift, which varies from seed to seed by more than "
             "that (training/README.md).",
+        "", f"Through Motion Contrast Guidance {summary['pan_contrast']['scale']:g} (the pan LoRA at +1 against "
+            f"itself at -1, and the other way round): {summary['pan_contrast']['right_sign']}/"
+            f"{summary['pan_contrast']['n']} clips move the way the pan implies (right sign); +1 further right than "
+            f"-1 on {summary['pan_contrast']['paired']['right_way']}/{summary['pan_contrast']['paired']['n']} seeds, "
+            f"mean {summary['pan_contrast']['paired']['mean_px_per_frame']:+.2f} px/frame.",
         "", f"Clips sampled by this run: {sum(not r.get('reused') for r in runs)}; reused from an earlier run with "
             f"the same prompt, code and trained files: {sum(bool(r.get('reused')) for r in runs)} (--resample).",
         "", f"Frames that are outliers from their neighbours (demo_metrics.frame_outliers): "
@@ -781,6 +798,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     pp = summary["pan_paired"]
     print(f"pan LoRA +1 vs -1:         content further right at +1 on {pp['right_way']}/{pp['n']} seeds (same seed "
           f"and prompt), by {pp['mean_px_per_frame']:+.2f} px/frame on average")
+    pc = summary["pan_contrast"]
+    label = f"pan with contrast {pc['scale']:g}:"
+    print(f"{label:<27}content moves the way the pan implies in {pc['right_sign']}/{pc['n']} clips (Motion Contrast "
+          f"Guidance against the opposite strength); +1 further right than -1 on {pc['paired']['right_way']}/"
+          f"{pc['paired']['n']} seeds, by {pc['paired']['mean_px_per_frame']:+.2f} px/frame")
     print(f"zoom-in LoRA:              area x{z['area_ratio_lora']:.2f} over the clip with the LoRA, "
           f"x{z['area_ratio_no_lora']:.2f} without")
     outliers = summary["frame_outliers"]

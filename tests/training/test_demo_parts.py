@@ -187,17 +187,22 @@ def test_a_clip_kept_under_a_new_key_replaces_the_old_ones(tmp_path):
 def test_a_pan_clip_whose_object_is_lost_does_not_count_as_the_right_way(tmp_path):
     from training.demo import evaluate, pan_variant
 
-    def run(name, motion, frames, seed):
-        return {"name": name, "frames": frames, "colour": "red", "variant": pan_variant(motion), "seed": seed,
+    def run(name, motion, frames, seed, contrast=0.0):
+        return {"name": name, "frames": frames, "colour": "red", "variant": pan_variant(motion, contrast), "seed": seed,
                 "direction": {"pan_left": "right", "pan_right": "left"}[motion], "seconds": 0.0}
 
     blank = np.zeros_like(_clip("left", n=8))
     runs = [run("pl0", "pan_left", _clip("right", n=8), 0), run("pl1", "pan_left", _clip("left", n=8), 1),
-            run("pr0", "pan_right", _clip("left", n=8), 0), run("pr1", "pan_right", blank, 1)]
+            run("pr0", "pan_right", _clip("left", n=8), 0), run("pr1", "pan_right", blank, 1),
+            # the same pans through contrast guidance: counted apart (all four the right way here)
+            run("gl0", "pan_left", _clip("right", n=8), 0, 2.0), run("gl1", "pan_left", _clip("right", n=8), 1, 2.0),
+            run("gr0", "pan_right", _clip("left", n=8), 0, 2.0), run("gr1", "pan_right", _clip("left", n=8), 1, 2.0)]
     summary = evaluate(runs, str(tmp_path))
     assert summary["pan"]["pan_left"]["right_sign"] == 1 and summary["pan"]["pan_left"]["n"] == 2
     assert summary["pan"]["pan_right"]["right_sign"] == 1  # the lost object (nan speed) is not "moving left"
     assert summary["pan_paired"]["n"] == 1 and summary["pan_paired"]["right_way"] == 1  # seed 1 lost: only seed 0
+    guided = summary["pan_contrast"]
+    assert (guided["n"], guided["right_sign"], guided["paired"]["n"], guided["paired"]["right_way"]) == (4, 4, 2, 2)
 
 
 def test_run_workflows_keeps_one_copy_of_each_clip_across_code_changes(tmp_path):

@@ -38,7 +38,10 @@ def test_demo_smoke_run_and_rerun(tmp_path):
         assert f.metadata()["admk_strength_sign"] == "positive: pan_left, negative: pan_right"
     runs = report["runs"]
     assert {r["variant"] for r in runs} == {"motion module", "image model only", "motion module + zoom LoRA",
-                                            "motion module + pan LoRA +1", "motion module + pan LoRA -1"}
+                                            "motion module + pan LoRA +1", "motion module + pan LoRA -1",
+                                            "motion module + pan LoRA +1 + contrast guidance 2",
+                                            "motion module + pan LoRA -1 + contrast guidance 2"}
+    assert report["summary"]["pan_contrast"]["n"] == 4 and report["summary"]["pan_contrast"]["scale"] == 2.0
     assert set(report["summary"]["pan"]) == {"pan_left", "pan_right"}
     assert report["summary"]["pan"]["pan_left"]["n"] == 2 and report["summary"]["clips"] == len(runs)
     for r in runs:
