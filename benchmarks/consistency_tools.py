@@ -20,6 +20,7 @@ Printed per case, mean over the seeds (and the per-seed values where they matter
 - motion strength 0.5 / 1 / 1.5 (Motion Strength Schedule with a constant step factor; bit-identical to
   Inflate Model's motion_strength, tests/integration/test_consistency.py): the object's speed along the prompted
   direction (least-squares px/frame) and its mean centroid jump (px/frame).
+- Motion Contrast Guidance 2 against the demo's pan LoRA at -1 (`contrast_2`): its cost against `strength_1.0`.
 - cost: sampling CPU seconds and wall seconds per run, and the growth of the process's peak RSS over sampling
   (after a warm-up run loaded the models). CPU time is less disturbed than wall time on a shared machine.
 
@@ -33,6 +34,9 @@ and prove the plumbing only; rerun on a full `make demo` cache for numbers that 
   FreeInit   N=1: IoU 0.018, R^2 0.33, cpu 6.9 s;  N=3: IoU 0.000, R^2 0.48, cpu 19.2 s (x2.79)
   strength   0.5 / 1.0 / 1.5: -0.39 / -5.26 / -5.59 px/frame along the prompted direction (per seed mixed signs)
   peak RSS growth over sampling: 0 MB in every case (64 px runs stay below the model-loading high-water mark)
+On the full demo cache (2026-12-04, quiet 2-core AVX512-BF16 EPYC, `--cases strength_1.0 contrast_2`, 4 seeds):
+  Motion Contrast Guidance 2: cpu 7.3 s vs 3.7 s per 8-frame run (x1.97: one more UNet pass per step), 0 MB peak
+  RSS growth
 
     .venv/bin/python benchmarks/consistency_tools.py                      # every case, 4 seeds
     .venv/bin/python benchmarks/consistency_tools.py --seeds 6 --cases long_default long_freenoise
@@ -61,6 +65,8 @@ CASES = {
     "strength_0.5": dict(frames=SHORT_FRAMES, strength=0.5),
     "strength_1.0": dict(frames=SHORT_FRAMES, strength=1.0),
     "strength_1.5": dict(frames=SHORT_FRAMES, strength=1.5),
+    # Motion Contrast Guidance 2 against the demo's pan LoRA at -1: what the extra UNet pass per step costs
+    "contrast_2": dict(frames=SHORT_FRAMES, contrast=2.0),
 }
 
 
@@ -117,6 +123,16 @@ def build_prompt(runner, text: str, seed: int, case: dict, steps: int, sampler: 
             "model": inputs["model"], "down_scale": 1.0, "mid_scale": 1.0, "up_scale": 1.0, "start_strength": s,
             "end_strength": s, "ramp_start_percent": 0.0, "ramp_end_percent": 100.0, "keyframes": ""}}
         inputs["model"] = ["902", 0]
+    if case.get("contrast"):
+        from training.demo import LORA_NAMES, PAN_CAMERA
+
+        inflate = prompt[inputs["model"][0]]["inputs"]
+        prompt["903"] = {"class_type": "ADMK_ApplyMotionLoRA", "inputs": {
+            "motion_module": inflate["motion_module"], "lora_name": LORA_NAMES[PAN_CAMERA], "strength": -1.0}}
+        prompt["904"] = {"class_type": "ADMK_MotionContrastGuidance", "inputs": {
+            "model": inputs["model"], "contrast_motion_module": ["903", 0], "scale": case["contrast"],
+            "start_percent": 0.0, "end_percent": 1.0}}
+        inputs["model"] = ["904", 0]
     return prompt
 
 
@@ -239,6 +255,10 @@ def report(results: dict) -> None:
         print(f"  per seed IoU: N=1 {a}  N=3 {b}")
         print(f"  cost ratio N=3/N=1 (cpu): "
               f"x{_mean(results['freeinit_3']['runs'], 'cpu_s') / _mean(results['freeinit_1']['runs'], 'cpu_s'):.2f}")
+    if has("strength_1.0", "contrast_2"):
+        ratio = _mean(results["contrast_2"]["runs"], "cpu_s") / _mean(results["strength_1.0"]["runs"], "cpu_s")
+        print(f"\nMotion Contrast Guidance 2 (against the pan LoRA at -1), {SHORT_FRAMES} frames: "
+              f"{cost('contrast_2')}; cost ratio contrast/plain (cpu) x{ratio:.2f}")
     names = [n for n in ("strength_0.5", "strength_1.0", "strength_1.5") if n in results]
     if names:
         print(f"\nMotion strength, {SHORT_FRAMES} frames: speed along the prompted direction")
