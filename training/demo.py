@@ -415,12 +415,18 @@ def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, pre
         prompt[guided] = {"class_type": "ADMK_MotionContrastGuidance", "inputs": {
             "model": [inflate, 0], "contrast_motion_module": [opposite, 0], "scale": contrast,
             "start_percent": 0.0, "end_percent": contrast_end}}
-        for key, node in prompt.items():  # the sampler (whatever read Inflate Model's MODEL) reads the guided one
-            if key != guided:
-                for name, value in node["inputs"].items():
-                    if value == [inflate, 0]:
-                        node["inputs"][name] = [guided, 0]
+        relink(prompt, inflate, guided)  # the sampler (whatever read Inflate Model's MODEL) reads the guided one
     return prompt
+
+
+def relink(prompt: dict, old: str, new: str) -> None:
+    """Every input of an API prompt that reads output 0 of node `old` reads output 0 of `new` instead (except
+    `new`'s own inputs, so a node inserted after `old` keeps reading it)."""
+    for key, node in prompt.items():
+        if key != new:
+            for name, value in node["inputs"].items():
+                if value == [old, 0]:
+                    node["inputs"][name] = [new, 0]
 
 
 def pan_variant(motion: str, contrast: float = 0.0) -> str:
@@ -558,6 +564,11 @@ def speed_differences(plus: Dict[int, float], minus: Dict[int, float]) -> List[f
             if math.isfinite(plus[s]) and math.isfinite(minus[s])]
 
 
+def right_sign(runs: List[dict], way: str) -> int:
+    """How many of the clips `runs` move `way` (their tracked horizontal speed's sign; a lost object: none)."""
+    return int(sum(moves_way(r["metrics"]["horizontal_px_per_frame"], way) for r in runs))
+
+
 def pan_paired(pans: Dict[str, List[dict]]) -> Dict[str, object]:
     """The pan LoRA's own effect, seed by seed: the content's horizontal speed at +1 (pan left: content right)
     minus at -1 on the same seed and prompt. The absolute counts above also hold the base's own drift, which
@@ -602,7 +613,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
         "pan": {motion: {
             "content_way": way, "n": len(pans[motion]),
             "correct": int(sum(r["metrics"].get("direction_ok", 0) for r in pans[motion])),
-            "right_sign": int(sum(moves_way(r["metrics"]["horizontal_px_per_frame"], way) for r in pans[motion])),
+            "right_sign": right_sign(pans[motion], way),
             "horizontal_px_per_frame": _mean(r["metrics"]["horizontal_px_per_frame"] for r in pans[motion]),
             "r2": _mean(r["metrics"].get("r2") for r in pans[motion])}
             for motion, way in PAN_CONTENT_DIRECTION.items()},
@@ -610,8 +621,7 @@ def evaluate(runs: List[dict], out: str) -> Dict[str, object]:
         "pan_paired": pan_paired(pans),
         "pan_contrast": {  # the same pans through Motion Contrast Guidance
             "scale": PAN_CONTRAST, "n": sum(len(v) for v in guided.values()),
-            "right_sign": int(sum(moves_way(r["metrics"]["horizontal_px_per_frame"], way)
-                                  for motion, way in PAN_CONTENT_DIRECTION.items() for r in guided[motion])),
+            "right_sign": sum(right_sign(guided[motion], way) for motion, way in PAN_CONTENT_DIRECTION.items()),
             "paired": pan_paired(guided)},
         "frame_outliers": {r["name"]: r["metrics"]["frame_outliers"] for r in runs if r["metrics"]["frame_outliers"]},
         "clips": len(runs),

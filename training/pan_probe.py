@@ -174,10 +174,7 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
         common, model=[late_model, 0], add_noise="disable" if switch_step else "enable",
         latent_image=[first if switch_step else empty, 0], start_at_step=switch_step, end_at_step=steps,
         return_with_leftover_noise="disable")}
-    for node in prompt.values():  # the decoder (and anything else on the sampler's output) reads the last stage
-        for name, value in node["inputs"].items():
-            if value == [sample, 0]:
-                node["inputs"][name] = [second, 0]
+    demo.relink(prompt, sample, second)  # the decoder (and anything else on the sampler's output) reads the last stage
     return prompt
 
 
@@ -275,26 +272,25 @@ def main(argv: Optional[List[str]] = None) -> int:
             runner, name, text, seed, sampling, "pan_probe/clip", strength), demo.PAN_CONTENT_DIRECTION[motion])
         print(f"{args.tag} {motion}: px/frame per seed {', '.join(f'{v:+.2f}' for v, _ in per_motion[motion])}",
               flush=True)
+
+    def signed_run(label: str, make_prompt) -> None:
+        """Sample the signed LoRA's two moves with make_prompt(text, seed, sign) (sign +1 pan left, -1 pan right)
+        and print the counts and per-seed speeds under `label`."""
+        per = {motion: speeds(lambda text, seed, sign=sign: make_prompt(text, seed, sign),
+                              demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
+        way_count, diffs = counts(per)
+        print(f"{args.tag} {label}: {way_count}/{2 * len(seeds)} the right way, pan-left further right on "
+              f"{sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
+              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)
+
+    name = f"{args.tag}_pan.safetensors"  # the signed LoRA (--stages and --contrast need --signed)
     for k, early, late in stages:
-        name = f"{args.tag}_pan.safetensors"
-        per = {motion: speeds(lambda text, seed, sign=sign: staged_pan_prompt(
-            runner, name, text, seed, sampling, "pan_probe/clip", int(k), sign * early, sign * late),
-            demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
-        way_count, diffs = counts(per)
-        print(f"{args.tag} stages {int(k)}:{early:g}:{late:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
-              f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
-              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
-              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)
+        signed_run(f"stages {int(k)}:{early:g}:{late:g}", lambda text, seed, sign: staged_pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", int(k), sign * early, sign * late))
     for scale, end in contrasts:
-        name = f"{args.tag}_pan.safetensors"
-        per = {motion: speeds(lambda text, seed, sign=sign: demo.pan_prompt(
-            runner, name, text, seed, sampling, "pan_probe/clip", sign * args.lora_strength, scale, end),
-            demo.PAN_CONTENT_DIRECTION[motion]) for motion, sign in demo.PAN_STRENGTH.items()}
-        way_count, diffs = counts(per)
-        print(f"{args.tag} contrast {scale:g} until {end:g}: {way_count}/{2 * len(seeds)} the right way, pan-left "
-              f"further right on {sum(d > 0 for d in diffs)}/{len(diffs)} seeds; px/frame pan-left "
-              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_left'])} | pan-right "
-              f"{' '.join(f'{v:+.2f}' for v, _ in per['pan_right'])}", flush=True)
+        signed_run(f"contrast {scale:g} until {end:g}", lambda text, seed, sign: demo.pan_prompt(
+            runner, name, text, seed, sampling, "pan_probe/clip", sign * args.lora_strength, scale, end))
     if args.signed and args.pair_loss:
         pair_losses(cache, os.path.join(cache, "models", "animatediff_motion_lora", f"{args.tag}_pan.safetensors"),
                     args.strength)

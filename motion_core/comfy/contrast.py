@@ -32,8 +32,8 @@ class ContrastWeights:
     def module(self, name: str, device, dtype):
         return self.cache.get(device, dtype).get_submodule(name)
 
-    def __deepcopy__(self, memo):  # model_options are deep-copied by ModelPatcher.clone: share the weights
-        return self
+    def __deepcopy__(self, memo):  # it rides in the contrast pass's transformer_options, which a wrapper may
+        return self                # deep-copy: share the weights instead of copying a whole motion module
 
 
 def check_contrast_module(model_patcher, contrast_module) -> None:
