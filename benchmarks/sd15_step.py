@@ -19,6 +19,7 @@ for bf16 its speed-up and its largest difference from the fp32 inflated step on 
     .venv/bin/python benchmarks/sd15_step.py                        # 64 px x3 pairs, 256 px x1 pair (minutes)
     .venv/bin/python benchmarks/sd15_step.py --sizes 64 --repeat 7   # more pairs, smaller spread
     .venv/bin/python benchmarks/sd15_step.py --sizes 256 --repeat 3 --cases plain inflated
+    python benchmarks/sd15_step.py --device cuda --repeat 5         # 512 px on ComfyUI's GPU
 """
 from __future__ import annotations
 
@@ -37,10 +38,11 @@ CASES = ("plain", "inflated", "bf16", "bf16_unet")
 class PartTimer:
     """Wall and process CPU time spent inside the motion layers (forward pre/post hooks on every MotionLayer)."""
 
-    def __init__(self, layer_cls):
+    def __init__(self, layer_cls, sync=None):
         import torch
 
         self.layer_cls = layer_cls
+        self.sync = sync or (lambda: None)  # on a GPU: wait for queued kernels, else the times are launch times
         self.inside = 0.0
         self.inside_cpu = 0.0
         self._start = None
@@ -51,10 +53,12 @@ class PartTimer:
 
     def _pre(self, module, args):
         if isinstance(module, self.layer_cls):
+            self.sync()
             self._start = (time.perf_counter(), time.process_time())
 
     def _post(self, module, args, out):
         if isinstance(module, self.layer_cls) and self._start is not None:
+            self.sync()
             self.inside += time.perf_counter() - self._start[0]
             self.inside_cpu += time.process_time() - self._start[1]
             self._start = None
@@ -68,7 +72,7 @@ def _build(args):
     sys.path[:0] = [str(REPO), str(REPO / "tests")]
     from tools.comfy_host import import_comfy
 
-    import_comfy()
+    import_comfy(cpu=args.device == "cpu")  # cuda: ComfyUI's own device choice (the GPU)
     import torch
 
     import comfy.model_patcher
@@ -88,14 +92,14 @@ def _build(args):
                 p.fill_(1.0)
             else:
                 p.normal_(0, 0.02, generator=g)
-    cpu = torch.device("cpu")
-    patcher = comfy.model_patcher.ModelPatcher(model, load_device=cpu, offload_device=cpu)
+    cpu, dev = torch.device("cpu"), torch.device(args.device)
+    patcher = comfy.model_patcher.ModelPatcher(model, load_device=dev, offload_device=cpu)
     motion = load_motion_module(standins.cached_motion_file("mm_sd_v15_v2", layout="full"), dtype=torch.float32)
     bf16 = None
     if "bf16_unet" in args.cases:  # the same weights, stored in bf16
         bf16_model = comfy.supported_models.SD15(dict(cfg, dtype=torch.bfloat16)).get_model({})
         bf16_model.load_state_dict(model.state_dict())
-        bf16 = comfy.model_patcher.ModelPatcher(bf16_model, load_device=cpu, offload_device=cpu)
+        bf16 = comfy.model_patcher.ModelPatcher(bf16_model, load_device=dev, offload_device=cpu)
     return patcher, motion, bf16
 
 
@@ -141,13 +145,14 @@ def run(args) -> dict:
     from motion_core.comfy import MotionLayer, inflate
 
     cases = [c for c in args.cases
-             if not c.startswith("bf16") or precision_mod.native(torch.bfloat16, torch.device("cpu"))]
+             if not c.startswith("bf16") or precision_mod.native(torch.bfloat16, torch.device(args.device))]
     skipped = sorted(set(args.cases) - set(cases))
     models = {"plain": patcher, "inflated": inflate(patcher, motion),
               "bf16": inflate(patcher, motion, precision="bf16")}
     if bf16_unet is not None:
         models["bf16_unet"] = inflate(bf16_unet, motion)
-    out = {"threads": args.threads, "frames": args.frames, "skipped": skipped,
+    sync = torch.cuda.synchronize if args.device.startswith("cuda") else None
+    out = {"device": args.device, "threads": args.threads, "frames": args.frames, "skipped": skipped,
            "cpu_bf16": precision_mod.cpu_has_native_bf16(), "sizes": {}}
     for size in args.sizes:
         steps = {c: _step_fn(models[c], size, args.frames) for c in cases}
@@ -161,7 +166,7 @@ def run(args) -> dict:
         for i in range(repeat):
             order = cases if i % 2 == 0 else list(reversed(cases))
             for c in order:
-                timer = PartTimer(MotionLayer)
+                timer = PartTimer(MotionLayer, sync)
                 cpu0, t0 = time.process_time(), time.perf_counter()
                 steps[c]()
                 wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
@@ -226,7 +231,9 @@ def _print_size(size, entry, cases, args, repeat):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    ap.add_argument("--sizes", type=int, nargs="+", default=None, help="pixels (default 64 256; cuda: 512)")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (ComfyUI's GPU; motion layer times then wait "
+                    "for the GPU at each layer's start and end)")
     ap.add_argument("--repeat", type=int, default=None,
                     help="paired runs per size (default 3 at 64 px, 1 at larger sizes)")
     ap.add_argument("--frames", type=int, default=16)
@@ -235,8 +242,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-flops", action="store_true", help="skip the FLOP count (one more step per case)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args(argv)
+    args.sizes = args.sizes or ([64, 256] if args.device == "cpu" else [512])
     load = os.getloadavg()
-    print(f"exact SD1.5 UNet (860 M, random weights) + v2 motion module (453 M, random), fp32, CPU; load average "
+    print(f"exact SD1.5 UNet (860 M, random weights) + v2 motion module (453 M, random), fp32, {args.device}; "
+          f"load average "
           f"{load[0]:.1f} / {load[1]:.1f} (1/5 min) on {os.cpu_count()} CPUs: a shared machine, so pairs and medians",
           flush=True)
     results = run(args)

@@ -40,6 +40,8 @@ def import_comfy(explicit: str = "", cpu: bool | None = True) -> Path:
 
     cpu: True = CPU only (tests, tools); None = CPU unless torch sees CUDA (training, the demo); False = leave the
     device to ComfyUI. Only the first call in a process decides (ComfyUI picks its device once, on import).
+    $ADMK_COMFY_GPU=1 turns cpu=True into None, so the test suite and tools can be run on a GPU machine
+    (scripts/gpu_check.sh) without editing them; unset, the tests stay on the CPU wherever they run.
     The root goes ahead of the repository root on sys.path so ComfyUI's top-level `nodes`/`utils` win over
     same-named folders (this repo has a `nodes/` package, and `python -m ...` puts the repo root on sys.path).
     """
@@ -54,6 +56,9 @@ def import_comfy(explicit: str = "", cpu: bool | None = True) -> Path:
         sys.path.insert(repo_at[0], str(root))
     if "comfy.model_management" not in sys.modules:
         from comfy.cli_args import args
+
+        if cpu is True and os.environ.get("ADMK_COMFY_GPU") == "1":
+            cpu = None
 
         if cpu is None:
             import torch
