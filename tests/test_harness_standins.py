@@ -162,9 +162,11 @@ def test_reduced_checkpoint_loads_as_sd15_with_every_weight_filled(sd15_reduced_
     assert cond.shape == (1, 77, 768) and torch.isfinite(cond).all()
     x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     dm = model.model.diffusion_model
+    w = next(dm.parameters())  # on a GPU ComfyUI keeps the UNet there, in half precision
+    x, ctx, t = x.to(w), cond.repeat(2, 1, 1).to(w), torch.tensor([500, 500], device=w.device)
     with torch.no_grad():
-        out = dm(x, timesteps=torch.tensor([500, 500]), context=cond.repeat(2, 1, 1).float())
-        out_half = dm(x * 0.5, timesteps=torch.tensor([500, 500]), context=cond.repeat(2, 1, 1).float())
+        out = dm(x, timesteps=t, context=ctx).float()
+        out_half = dm(x * 0.5, timesteps=t, context=ctx).float()
     assert torch.isfinite(out).all()
     assert 0.1 < out.std().item() < 5.0  # well-scaled noise prediction
     assert (out - out_half).abs().mean() > 1e-3  # and it depends on its input

@@ -260,7 +260,8 @@ def build_base(unet_config: dict, seed: int = 0, with_clip: bool = True) -> Base
         init_clip_(clip.cond_stage_model, seed + 1)
     taesd = TAESD()
     init_taesd_analytic_(taesd, seed + 2)
-    vae = comfy.sd.VAE(sd=taesd.state_dict())
+    # float32: the latents are calibrated and the decoder fine-tuned on this object; ComfyUI would pick bf16 on a GPU
+    vae = comfy.sd.VAE(sd=taesd.state_dict(), dtype=torch.float32)
     return BaseBuild(patcher, clip, vae, vae.first_stage_model)
 
 
@@ -268,7 +269,8 @@ def refresh_vae(build: BaseBuild) -> None:
     """Rebuild the comfy VAE object after `build.taesd` was trained (so its memory estimates and dtype are fresh)."""
     import comfy.sd
 
-    build.vae = comfy.sd.VAE(sd={k: v.detach().clone() for k, v in build.taesd.state_dict().items()})
+    build.vae = comfy.sd.VAE(sd={k: v.detach().clone() for k, v in build.taesd.state_dict().items()},
+                             dtype=torch.float32)
     build.taesd = build.vae.first_stage_model
 
 

@@ -130,8 +130,11 @@ def _inflate(base_patcher, motion_module, cfg):
 
     adapter = _load_adapter(cfg)
     # The schedule is installed below from the config (the adapter's own choice would be the same by default).
+    # precision fp32: the layers must compute with the trained module itself. "auto" follows the UNet's dtype,
+    # which on a GPU is fp16/bf16, and would compute with a converted copy that gradients never reach (autocast
+    # still runs the matmuls in half precision).
     return inflate(base_patcher, motion_module, adapter=adapter, adapter_scale=cfg.model.domain_adapter_scale,
-                   beta_schedule="sd_default")
+                   beta_schedule="sd_default", precision="fp32")
 
 
 def build_stage(cfg, base: BaseModels, device: torch.device, motion_module: Optional[nn.Module] = None) -> Stage:

@@ -67,6 +67,9 @@ def resolve_device(requested: str, info: DistInfo) -> torch.device:
         if not torch.cuda.is_available():
             raise ConfigError("run.device asks for CUDA but torch sees no GPU; set run.device=cpu")
         index = info.local_rank if info.enabled or requested == "cuda" else int(requested.split(":")[1])
+        if index >= torch.cuda.device_count():
+            raise ConfigError(f"this process wants GPU {index} but torch sees {torch.cuda.device_count()}: start at "
+                              "most one process per GPU (torchrun --nproc_per_node), or set run.device=cpu")
         torch.cuda.set_device(index)
         return torch.device("cuda", index)
     return torch.device("cpu")
@@ -105,15 +108,23 @@ def base_from_comfy(patcher, clip, vae, latent_scale: float = 0.0, source: str =
             raise ConfigError(f"caption {caption!r} has no precomputed embedding in model.text_embeddings (and "
                               "the text encoder is not loaded when that file is given): unset model.text_embeddings "
                               "to encode captions with the checkpoint's CLIP")
-        cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
-        return cond[0].float().cpu(), (pooled[0].float().cpu() if pooled is not None else None)
+        with torch.inference_mode():
+            cond, pooled = clip.encode_from_tokens(clip.tokenize(caption), return_pooled=True)
+        return cond[0].float().cpu().clone(), (pooled[0].float().cpu().clone() if pooled is not None else None)
 
+    # ComfyUI's VAE and CLIP run under inference_mode, as in ComfyUI: they move to the GPU on use, and a model made
+    # in inference mode (any model a ComfyUI loader node made) that is moved outside it raises "Inference tensors
+    # do not track version counter" at its next use in ComfyUI. The clones are plain tensors for autograd.
     def encode_pixels(pixels: torch.Tensor) -> torch.Tensor:
         # comfy VAE takes [N, H, W, 3] in [0, 1] and returns raw latents; the UNet sees them x latent_scale.
-        return vae.encode(pixels.permute(0, 2, 3, 1).add(1).div(2).cpu()).float() * latent_scale
+        with torch.inference_mode():
+            latents = vae.encode(pixels.permute(0, 2, 3, 1).add(1).div(2).cpu()).float() * latent_scale
+        return latents.clone()
 
     def decode_latents(latents: torch.Tensor) -> torch.Tensor:
-        return vae.decode(latents.float().cpu() / latent_scale).float().permute(0, 3, 1, 2).clamp(0, 1)
+        with torch.inference_mode():
+            pixels = vae.decode(latents.float().cpu() / latent_scale).float().permute(0, 3, 1, 2).clamp(0, 1)
+        return pixels.clone()
 
     return BaseModels(patcher, encode_text, encode_pixels, decode_latents if vae is not None else None, source)
 
@@ -249,8 +260,8 @@ class Trainer:
         patcher.model.requires_grad_(False)
         if self.checkpointing:
             self._gradient_checkpointing()
+        self._swap_inference_tensors()  # before the move: ComfyUI's own tensors must never move outside inference mode
         patcher.patch_model(device_to=self.device)
-        self._swap_inference_tensors()
         self.stage.trainables.to(self.device)
         self.stage.trainables.requires_grad_(True)
         self.abar = None
@@ -258,22 +269,29 @@ class Trainer:
     def _swap_inference_tensors(self) -> None:
         """A model loaded inside ComfyUI's executor (the Train MotionLoRA node) holds inference-mode tensors,
         which autograd cannot save for the backward pass: train on plain copies of those, put back by _unpatch
-        (as ComfyUI's own patch_model swaps patched weights in and out). Models loaded by the CLI have none."""
+        (as ComfyUI's own patch_model swaps patched weights in and out). Done before the model moves to the
+        training device, so the originals stay where they are, untouched. Models loaded by the CLI have none."""
         import comfy.utils
 
+        model = self.stage.patcher.model
         self._swapped = []
-        for name, tensor in list(self.stage.patcher.model.named_parameters()):
+        for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
             if tensor.is_inference():
+                param = isinstance(tensor, nn.Parameter)
                 self._swapped.append((name, tensor))
-                comfy.utils.set_attr_param(self.stage.patcher.model, name, tensor.clone())
+                copy = tensor.clone()
+                if param:
+                    comfy.utils.set_attr_param(model, name, copy)
+                else:
+                    comfy.utils.set_attr(model, name, copy)
 
     def _unpatch(self) -> None:
         import comfy.utils
 
-        for name, tensor in reversed(getattr(self, "_swapped", [])):
+        self.stage.patcher.unpatch_model(device_to=self.stage.patcher.offload_device)
+        for name, tensor in reversed(getattr(self, "_swapped", [])):  # the originals, never moved
             comfy.utils.set_attr(self.stage.patcher.model, name, tensor)
         self._swapped = []
-        self.stage.patcher.unpatch_model(device_to=self.stage.patcher.offload_device)
 
     def alphas(self) -> torch.Tensor:
         if self.abar is None:

@@ -37,8 +37,9 @@ def _storage_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
 class SparseCtrlModel:
     """What Load SparseCtrl outputs: the network (loaded once) and the ModelPatcher ComfyUI loads and offloads."""
 
-    def __init__(self, net: SparseCtrl, name: str = "SparseCtrl"):
-        load_device = mm.get_torch_device()
+    def __init__(self, net: SparseCtrl, name: str = "SparseCtrl", load_device: Optional[torch.device] = None):
+        # ComfyUI's device unless told (as core's ControlNet takes load_device): it must be the UNet's device
+        load_device = load_device if load_device is not None else mm.get_torch_device()
         dtype = _storage_dtype(net.conv_in.weight.dtype, load_device)
         if dtype != net.conv_in.weight.dtype:
             net = net.to(dtype)

@@ -20,7 +20,7 @@ except FileNotFoundError as e:
 import comfy.latent_formats  # noqa: E402
 import comfy.sample  # noqa: E402
 
-from harness.tiny_models import fill_seeded, tiny_controlnet, tiny_unet  # noqa: E402
+from harness.tiny_models import CPU, fill_seeded, tiny_controlnet, tiny_unet  # noqa: E402
 from motion_core import MotionFormatError  # noqa: E402
 from motion_core.comfy import install_context_windows  # noqa: E402
 from motion_core.comfy.sparsectrl import SparseCtrlModel, check_model  # noqa: E402
@@ -48,7 +48,7 @@ def tiny_sparsectrl(kind="rgb", seed=5):
                 m.bias.zero_()
     net.info = types.SimpleNamespace(kind=kind, max_frames=32)
     net.eval().requires_grad_(False)
-    return SparseCtrlModel(net, name=f"tiny_{kind}.ckpt")
+    return SparseCtrlModel(net, name=f"tiny_{kind}.ckpt", load_device=CPU)  # where tiny_unet computes
 
 
 class FakeVAE:
@@ -237,6 +237,7 @@ def test_keyframes_are_checked_before_the_first_step(node, unet):
 def test_core_ksampler_on_an_inflated_model_with_the_reduced_standins(node, sd15_reduced_ckpt):
     """What core KSampler runs (comfy.sample.sample) on a MODEL from inflate(): the reduced SD1.5 stand-in, its
     TAESD VAE encoding the RGB keyframes, the reduced v3 module and the reduced RGB SparseCtrl stand-in."""
+    import comfy.model_management
     import comfy.sd
 
     from motion_core import load_motion_module
@@ -249,7 +250,9 @@ def test_core_ksampler_on_an_inflated_model_with_the_reduced_standins(node, sd15
 
     sc = SparseCtrlModel(load_sparsectrl(standins.cached_sparsectrl_file("sparsectrl_latent_condition", "reduced"),
                                          dtype=None), name="v3_sd15_sparsectrl_rgb.ckpt")
-    assert sc.net.conv_in.weight.dtype == torch.float32  # fp16 file, computed in fp32 on a CPU (ComfyUI's rule)
+    # an fp16 file: computed in fp32 on a CPU, kept in fp16 on a GPU (ComfyUI's rule for UNets)
+    on_gpu = comfy.model_management.get_torch_device().type == "cuda"
+    assert sc.net.conv_in.weight.dtype == (torch.float16 if on_gpu else torch.float32)
 
     def encode(text):
         return clip.encode_from_tokens_scheduled(clip.tokenize(text))

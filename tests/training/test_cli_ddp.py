@@ -50,7 +50,9 @@ def small_checkpoint(tmp_path_factory, toy_videos):
 
 
 def _env():
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=REPO)
+    # the repo first, then whatever PYTHONPATH the caller had (e.g. packages installed with pip --target)
+    env = dict(os.environ, OMP_NUM_THREADS="1",
+               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
     env.pop("WORLD_SIZE", None)
     return env
 
@@ -73,12 +75,13 @@ def test_one_process_and_two_ddp_processes_reach_the_same_weights(small_checkpoi
     from motion_core import load_motion_module
 
     single = tmp_path / "single"
+    # on the CPU (gloo) wherever it runs: the two ranks would need two GPUs, and CPU maths is repeatable to 1e-6
     _run([sys.executable, "-m", "training.train", "--config", str(small_checkpoint), "optim.batch_size=2",
-          f"run.output_dir={single}"])
+          f"run.output_dir={single}", "run.device=cpu"])
     ddp = tmp_path / "ddp"
     _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
           f"--master_port={_free_port()}", "-m", "training.train", "--config", str(small_checkpoint),
-          "optim.batch_size=1", f"run.output_dir={ddp}"])
+          "optim.batch_size=1", f"run.output_dir={ddp}", "run.device=cpu"])
     a = load_file(str(single / "motion.safetensors"))
     b = load_file(str(ddp / "motion.safetensors"))
     assert set(a) == set(b)
@@ -123,3 +126,16 @@ def test_cache_latents_then_train_on_them(small_checkpoint, tmp_path):
     assert train.main(["--config", str(small_checkpoint), f"data.cached_latents={lat}", f"run.output_dir={out}",
                        "run.sample_every=0"]) == 0
     assert (out / "motion.safetensors").exists()
+
+
+def test_more_processes_than_gpus_is_refused_by_name(monkeypatch):
+    """torchrun --nproc_per_node 2 on a one-GPU machine: a ConfigError that says what to do, not CUDA's
+    'invalid device ordinal' from inside torch."""
+    from training.config import ConfigError
+    from training.train import DistInfo, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda index: pytest.fail("set_device was reached"))
+    with pytest.raises(ConfigError, match="torch sees 1.*nproc_per_node.*run.device=cpu"):
+        resolve_device("auto", DistInfo(rank=1, world_size=2, local_rank=1))

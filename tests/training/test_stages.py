@@ -92,7 +92,7 @@ def test_motion_stage_trains_only_the_motion_module(toy_videos, tmp_path):
     saved = loaded.state_dict()
     assert set(saved) == set(mm.state_dict()) and not any(k.startswith("module.") for k in saved)
     assert any(k.endswith("pos_encoder.pe") for k in saved)
-    assert all(torch.equal(saved[k], v.float()) for k, v in mm.state_dict().items())
+    assert all(torch.equal(saved[k], v.float().cpu()) for k, v in mm.state_dict().items())
     assert loaded.info.version == "v3" and loaded.info.base == "sd15"
     assert len(loaded.locations()) == 10  # 2 levels x (2 down + 3 up) for the tiny UNet
     rows = [json.loads(line) for line in open(tmp_path / "train_log.jsonl")]
@@ -201,7 +201,7 @@ def test_motionlora_leaves_the_module_alone_and_saves_official_keys(still_images
     assert lora.check_fits(original).summary().startswith(f"applied to {len(keys) // 2} of {len(keys) // 2}")
     merged = merged_motion_module(original, [(lora, 1.0)])
     q = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.1.to_q.weight"
-    assert torch.allclose(merged.state_dict()[q], trained.get_submodule(q.rsplit(".", 1)[0]).weight, atol=1e-6)
+    assert torch.allclose(merged.state_dict()[q], trained.get_submodule(q.rsplit(".", 1)[0]).weight.cpu(), atol=1e-6)
     assert not torch.equal(merged.state_dict()[q], original.state_dict()[q])
 
 
@@ -316,7 +316,8 @@ def test_errors_name_the_fix(toy_videos, tmp_path):
         Trainer(_cfg("motion", toy_videos, tmp_path, "data.frames=40", "model.motion_pe_length=32"),
                 base=make_tiny_base())
     with pytest.raises(tconfig.ConfigError, match="needs a GPU"):
-        Trainer(_cfg("motion", toy_videos, tmp_path, "optim.mixed_precision=fp16"), base=make_tiny_base())
+        Trainer(_cfg("motion", toy_videos, tmp_path, "optim.mixed_precision=fp16", "run.device=cpu"),
+                base=make_tiny_base())
 
 
 def test_gradient_checkpointing_gives_the_same_training(toy_videos, tmp_path):
@@ -372,9 +373,11 @@ def test_min_snr_weighting_scales_each_clip_by_its_snr(toy_videos, tmp_path):
     from training.data import build_dataset, collate
     from training.train import sample_randomness
 
-    plain = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0"), base=make_tiny_base())
-    weighted = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0", "optim.snr_gamma=1"),
-                       base=plain.base)
+    # loss() is called outside train(), which moves the UNet to the training device: keep both on the CPU
+    plain = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0", "run.device=cpu"),
+                    base=make_tiny_base())
+    weighted = Trainer(_cfg("motion", toy_videos, tmp_path, "data.empty_prompt_prob=0", "optim.snr_gamma=1",
+                            "run.device=cpu"), base=plain.base)
     ds = build_dataset(plain.cfg.data, 0, frames=plain.stage.frames)
     seen = set()
     for k in range(40):  # clips at a low-noise (SNR > 1) and a high-noise (SNR < 1) timestep

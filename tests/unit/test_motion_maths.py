@@ -103,7 +103,9 @@ def test_chunk_size_does_not_change_results(v2_state_dict, chunk):
     x, f = _flat(_video(2, 640, 8, 6, 5, seed=9))
     full = m(x, f, chunk_size=None)
     out = m(x, f, chunk_size=chunk)
-    assert torch.allclose(out, full, atol=1e-6, rtol=0), (out - full).abs().max()
+    # 1e-5 (values of order 1): how a CPU's kernels block the matmuls for another batch size changes the last
+    # float32 bits (an H200 machine's 16-core CPU gave 1.07e-6 at chunk 1)
+    assert torch.allclose(out, full, atol=1e-5, rtol=0), (out - full).abs().max()
 
 
 def test_attention_function_is_pluggable(v2_state_dict):
