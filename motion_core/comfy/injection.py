@@ -110,9 +110,10 @@ class _WeightCache:
     """The motion weights on the device/dtype the UNet computes in, made on first use and never written back.
 
     When the user's module already has that device and dtype it is used as is (no copy; training relies on
-    this to get gradients into its own module). Copies on an accelerator live as long as ComfyUI keeps the
-    UNet loaded (it ejects our layers after every run, so keeping the copy avoids re-uploading the weights)
-    and are dropped when ComfyUI detaches the model to free memory; CPU copies are kept.
+    this to get gradients into its own module). Copies on an accelerator live as long as the UNet's weights
+    stay on it (ComfyUI ejects our layers after every run and detaches the model when it switches to another
+    clone of the same UNet; keeping the copy then avoids re-uploading the weights) and are dropped when
+    ComfyUI unloads the UNet's weights from the device; CPU copies are kept.
     """
 
     def __init__(self, motion_module: nn.Module, precision: str = "auto"):

@@ -142,6 +142,23 @@ def test_contrast_guidance_refuses_what_cannot_be_contrasted(patcher, motion):
         with_motion_contrast(inflate(patcher, motion), motion, 2.0, start_percent=0.8, end_percent=0.2)
 
 
+def test_contrast_weight_copies_stay_while_the_unet_stays_on_the_device(patcher, motion):
+    import comfy.patcher_extension
+
+    from motion_core.comfy.contrast import ContrastWeights
+
+    guided = with_motion_contrast(inflate(patcher, motion), tiny_motion_module(seed=2), 2.0)
+    post_cfg = guided.model_options["sampler_post_cfg_function"][-1]
+    (weights,) = [c.cell_contents for c in post_cfg.__closure__ if isinstance(c.cell_contents, ContrastWeights)]
+    weights.cache.get(torch.device("meta"), torch.float16)  # stands in for a GPU copy
+    assert len(weights.cache.copies) == 1
+    assert comfy.patcher_extension.CallbacksMP.ON_DETACH in guided.callbacks
+    guided.detach(unpatch_all=False)  # ComfyUI switches to another clone of the same UNet
+    assert len(weights.cache.copies) == 1
+    guided.detach()  # ComfyUI unloads the UNet's weights
+    assert weights.cache.copies == {}
+
+
 # --- FreeNoise -------------------------------------------------------------------------------------------------
 
 def test_freenoise_lays_out_the_samplers_noise(patcher, motion):

@@ -582,6 +582,8 @@ def test_accelerator_weight_copies_are_dropped_when_comfyui_detaches_the_model(p
     assert next(meta.parameters()).device.type == "meta" and len(cache.copies) == 1
     run(inflated, frames=2, steps=1)
     assert len(cache.copies) == 1  # kept across runs while the model stays loaded
+    inflated.detach(unpatch_all=False)  # ComfyUI loads another clone of the same UNet: its weights stay put
+    assert len(cache.copies) == 1
     inflated.detach()  # what ComfyUI does when it unloads the model to free memory
     assert cache.copies == {}
 
