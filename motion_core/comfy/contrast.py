@@ -89,6 +89,5 @@ def with_motion_contrast(model_patcher, contrast_module, scale: float, start_per
         return denoised + (denoised - other) * scale
 
     patched.set_model_sampler_post_cfg_function(post_cfg)
-    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, CONTRAST_KEY,
-                                  lambda _patcher, unpatch_all: unpatch_all and weights.cache.drop_accelerator_copies())
+    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, CONTRAST_KEY, weights.cache.on_detach)
     return patched

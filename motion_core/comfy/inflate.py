@@ -55,14 +55,7 @@ def inflate(model_patcher, motion_module, *, adapter=None, adapter_scale: float 
         patched.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, KEY, _frames_tracker(state))
     _add_pre_sampling_checks(patched)
     patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_CLEANUP, KEY, _eject_after_run)
-    # ComfyUI detaches a loaded model with unpatch_all=False when it only switches to another clone of the same
-    # UNet (the weights stay on the GPU: a workflow with a plain KSampler beside the animation): keep the copy
-    # then, or every prompt would upload the motion weights again; drop it when the UNet leaves the device.
-    def on_detach(_patcher, unpatch_all):
-        if unpatch_all:
-            injection.weights.drop_accelerator_copies()
-
-    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, KEY, on_detach)
+    patched.add_callback_with_key(comfy.patcher_extension.CallbacksMP.ON_DETACH, KEY, injection.weights.on_detach)
 
     sampling = model_sampling_for(patched, schedule)
     if sampling is not None:

@@ -140,6 +140,13 @@ class _WeightCache:
         for key in [k for k in self.copies if not k[0].startswith("cpu")]:
             del self.copies[key]
 
+    def on_detach(self, _patcher, unpatch_all: bool) -> None:
+        """ComfyUI's ON_DETACH callback. It detaches with unpatch_all=False when it only switches to another clone
+        of the same UNet (its weights stay on the GPU: a plain KSampler beside the animation): the copies stay
+        then, or every prompt would upload the motion weights again; they go when the UNet leaves the device."""
+        if unpatch_all:
+            self.drop_accelerator_copies()
+
 
 def _compute_dtype(model) -> torch.dtype:
     return getattr(model, "manual_cast_dtype", None) or model.get_dtype()

@@ -145,18 +145,17 @@ def test_contrast_guidance_refuses_what_cannot_be_contrasted(patcher, motion):
 def test_contrast_weight_copies_stay_while_the_unet_stays_on_the_device(patcher, motion):
     import comfy.patcher_extension
 
-    from motion_core.comfy.contrast import ContrastWeights
+    from motion_core.comfy.contrast import CONTRAST_KEY
 
     guided = with_motion_contrast(inflate(patcher, motion), tiny_motion_module(seed=2), 2.0)
-    post_cfg = guided.model_options["sampler_post_cfg_function"][-1]
-    (weights,) = [c.cell_contents for c in post_cfg.__closure__ if isinstance(c.cell_contents, ContrastWeights)]
-    weights.cache.get(torch.device("meta"), torch.float16)  # stands in for a GPU copy
-    assert len(weights.cache.copies) == 1
-    assert comfy.patcher_extension.CallbacksMP.ON_DETACH in guided.callbacks
+    (callback,) = guided.callbacks[comfy.patcher_extension.CallbacksMP.ON_DETACH][CONTRAST_KEY]
+    cache = callback.__self__  # the contrast weights' cache
+    cache.get(torch.device("meta"), torch.float16)  # stands in for a GPU copy
+    assert len(cache.copies) == 1
     guided.detach(unpatch_all=False)  # ComfyUI switches to another clone of the same UNet
-    assert len(weights.cache.copies) == 1
+    assert len(cache.copies) == 1
     guided.detach()  # ComfyUI unloads the UNet's weights
-    assert weights.cache.copies == {}
+    assert cache.copies == {}
 
 
 # --- FreeNoise -------------------------------------------------------------------------------------------------
