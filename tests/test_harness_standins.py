@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 import subprocess
 import sys
@@ -14,6 +13,7 @@ import pytest
 import torch
 from safetensors import safe_open
 
+from harness.subprocess_env import repo_env
 from tools import standins
 from tools.comfy_host import REPO_ROOT
 
@@ -191,7 +191,7 @@ def test_reduced_controlnet_loads_in_core_loader_without_missing_keys(tmp_path, 
 
 
 def test_cli_writes_into_comfyui_model_folders(tmp_path, capsys):
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = repo_env()
     done = subprocess.run([sys.executable, "-m", "tools.standins", "--out", str(tmp_path), "--what",
                            "motion_lora_example-reduced", "mm_sd_v15-reduced"],
                           cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from harness.subprocess_env import repo_env
 from training_fixtures import REPO
 
 CAPTIONS = ["", "a red circle moving left", "a red circle moving right", "a blue circle moving left",
@@ -50,9 +51,7 @@ def small_checkpoint(tmp_path_factory, toy_videos):
 
 
 def _env():
-    # the repo first, then whatever PYTHONPATH the caller had (e.g. packages installed with pip --target)
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    env = repo_env(OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
     return env
 

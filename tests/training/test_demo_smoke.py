@@ -10,14 +10,14 @@ import sys
 import pytest
 from safetensors import safe_open
 
+from harness.subprocess_env import repo_env
 from training_fixtures import REPO
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 
 
 def _demo(out):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",  # the caller's PYTHONPATH after the repo
-               PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p))
+    env = repo_env(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.run([sys.executable, "-m", "training.demo", "--smoke", "--steps", "2", "--out", str(out)],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
