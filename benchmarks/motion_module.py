@@ -51,10 +51,9 @@ def _case(kind: str, frames: int, chunk: int, device: str, latent: int, dtype: s
         inputs = [torch.randn(frames, c, s, s, device=device, dtype=dt) for _, c, s in mods]
         # warm-up on a small input so one-time allocations are not counted as the case's peak
         mods[0][0](inputs[0][:2], num_frames=2, chunk_size=chunk)
-        if device == "cuda":  # and on a GPU one whole untimed pass: cuBLAS/cuDNN pick kernels per shape on first use
-            for (m, _, _), x in zip(mods, inputs):
-                m(x, num_frames=frames, chunk_size=chunk)
         if device == "cuda":
+            for (m, _, _), x in zip(mods, inputs):  # and one whole untimed pass: kernels are picked per shape
+                m(x, num_frames=frames, chunk_size=chunk)
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
             base = torch.cuda.memory_allocated()
