@@ -277,13 +277,9 @@ class Trainer:
         self._swapped = []
         for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):
             if tensor.is_inference():
-                param = isinstance(tensor, nn.Parameter)
                 self._swapped.append((name, tensor))
-                copy = tensor.clone()
-                if param:
-                    comfy.utils.set_attr_param(model, name, copy)
-                else:
-                    comfy.utils.set_attr(model, name, copy)
+                put = comfy.utils.set_attr_param if isinstance(tensor, nn.Parameter) else comfy.utils.set_attr
+                put(model, name, tensor.clone())
 
     def _unpatch(self) -> None:
         import comfy.utils
