@@ -8,6 +8,7 @@ demo's, then print the tracked object's horizontal speed under each, per seed.
     python -m training.pan_probe --tag g1 --signed --model-stills
     python -m training.pan_probe --tag admk_demo --signed --stages 4:0:6,4:1:0   # LoRA strength by sampling step
     python -m training.pan_probe --tag admk_demo --signed --contrast 2,5:0.5     # Motion Contrast Guidance
+    python -m training.pan_probe --tag admk_demo --signed --freeinit 3 --contrast 2   # every clip with FreeInit
 
 It runs what the demo runs (training.demo.lora_training_prompt through ComfyUI's executor, then
 motionlora_zoomin_panleft.json with the pan node holding the new LoRA). --signed trains ONE LoRA with the camera
@@ -22,6 +23,7 @@ rest (two core KSamplerAdvanced, the second continuing the first's latent; K 0 i
 the same clips as Apply MotionLoRA at that strength), to see in which steps the LoRA moves the content.
 --contrast SCALE[:END] samples the signed LoRA at +/-strength through Motion Contrast Guidance against the same LoRA
 at the opposite sign (demo.pan_prompt's contrast), guided until END of the sampling.
+--freeinit N samples every clip (the baseline's too) with a FreeInit node of N passes (its other defaults).
 Content should move right (+) under pan-left and left (-) under pan-right.
 """
 from __future__ import annotations
@@ -178,6 +180,19 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
     return prompt
 
 
+def with_freeinit(prompt: dict, iterations: int) -> dict:
+    """The prompt with a FreeInit node (its defaults, `iterations` passes) on its Sample Animation; unchanged at 1."""
+    from tools.workflow_convert import find_node
+
+    if iterations > 1:
+        node = str(max(int(k) for k in prompt) + 1)
+        prompt[node] = {"class_type": "ADMK_FreeInit", "inputs": {
+            "iterations": iterations, "filter": "butterworth", "spatial_stop": 0.25, "temporal_stop": 0.25,
+            "order": 4, "coarse_to_fine": False}}
+        prompt[find_node(prompt, "ADMK_SampleAnimation")]["inputs"]["freeinit"] = [node, 0]
+    return prompt
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     from . import demo
 
@@ -201,6 +216,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--lora-strength", type=float, default=1.0, help="Apply MotionLoRA strength when sampling")
     ap.add_argument("--stages", default="", help="with --signed: comma-separated K:EARLY:LATE, the LoRA at +/-EARLY "
                                                  "for the first K sampling steps and +/-LATE after (e.g. 4:0:6)")
+    ap.add_argument("--freeinit", type=int, default=1, help="FreeInit passes for every sampled clip (1 = off; the "
+                                                            "FreeInit node's defaults otherwise)")
     ap.add_argument("--contrast", default="", help="with --signed: comma-separated SCALE[:END] items, each sampled "
                                                    "with Motion Contrast Guidance at SCALE against the LoRA at the "
                                                    "opposite sign, until END (0-1) of the sampling (e.g. 2,5:0.5)")
@@ -235,7 +252,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         out = []
         for seed in seeds:
             text, colour = demo.PAN_PROMPTS[seed % len(demo.PAN_PROMPTS)]
-            prompt = make_prompt(text, seed)
+            prompt = with_freeinit(make_prompt(text, seed), args.freeinit)
             frames = demo._frames_of(runner.run_prompt(prompt), prompt)
             out.append((demo._horizontal_velocity({"frames": frames, "colour": colour}),
                         bool(measure(frames, colour, way).get("direction_ok", 0))))

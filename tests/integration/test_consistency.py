@@ -308,6 +308,23 @@ def test_reinit_keeps_low_frequencies_of_the_diffused_result(patcher):
 
 # --- the nodes ---------------------------------------------------------------------------------------------------
 
+def test_pan_probe_freeinit_wires_the_node_with_inputs_it_takes(pack_node):
+    """pan_probe --freeinit N: Sample Animation reads a FreeInit node of N passes whose inputs the real node accepts
+    (by name); at 1 the prompt is left as it was."""
+    from training.pan_probe import with_freeinit
+
+    prompt = {"3": {"class_type": "ADMK_SampleAnimation", "inputs": {"seed": 0}},
+              "9": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0]}}}
+    assert with_freeinit({k: dict(v, inputs=dict(v["inputs"])) for k, v in prompt.items()}, 1) == prompt
+    wired = with_freeinit(prompt, 3)
+    link = wired["3"]["inputs"]["freeinit"]
+    node = wired[link[0]]
+    assert link[1] == 0 and link[0] not in ("3", "9") and node["class_type"] == "ADMK_FreeInit"
+    options = pack_node("freeinit").FreeInitNode.execute(**node["inputs"]).result[0]
+    # the node's defaults otherwise (compared by fields: the pack's copy of motion_core is another module object)
+    assert vars(options) == vars(FreeInitOptions(iterations=3))
+
+
 def test_nodes_build_the_settings(pack_node, patcher, motion):
     ctx = pack_node("context_options").ContextOptionsNode.execute(8, 2, 1, "uniform", "pyramid", "freenoise").result[0]
     assert ctx.noise == "freenoise"
