@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.workflow_convert import WorkflowConversionError, convert_workflow, widget_inputs
+from tools.workflow_convert import WorkflowConversionError, add_node, convert_workflow, widget_inputs
 
 INFO = {
     "Loader": {"input": {"required": {"name": [["a.ckpt", "b.ckpt"], {}]}},
@@ -108,3 +108,13 @@ def test_unknown_node_type_and_api_format_are_reported():
         convert_workflow(wf([node(1, "Mystery", [])], []), INFO)
     with pytest.raises(WorkflowConversionError, match="Not a UI workflow"):
         convert_workflow({"1": {"class_type": "Loader", "inputs": {}}}, INFO)
+
+
+def test_add_node_takes_the_next_free_numeric_id():
+    prompt = {"3": {"class_type": "A", "inputs": {}}, "12": {"class_type": "B", "inputs": {}},
+              "note": {"class_type": "C", "inputs": {}}}
+    first = add_node(prompt, {"class_type": "D", "inputs": {"x": ["12", 0]}})
+    second = add_node(prompt, {"class_type": "E", "inputs": {"y": [first, 0]}})
+    assert (first, second) == ("13", "14")
+    assert prompt[first]["class_type"] == "D" and prompt[second]["inputs"]["y"] == ["13", 0]
+    assert add_node({}, {"class_type": "F", "inputs": {}}) == "1"

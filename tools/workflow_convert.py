@@ -222,6 +222,14 @@ def find_node(prompt: dict, class_type: str, nth: int = 0) -> str:
     return ids[nth]
 
 
+def add_node(prompt: dict, node: dict) -> str:
+    """Put `node` ({"class_type": ..., "inputs": ...}) into an API prompt under the next free numeric id; return
+    the id (for links to it: [id, output])."""
+    node_id = str(max((int(k) for k in prompt if str(k).isdigit()), default=0) + 1)
+    prompt[node_id] = node
+    return node_id
+
+
 def bypass(prompt: dict, node_id: str, through: str) -> dict:
     """A copy of an API prompt without `node_id`: whoever used its output 0 gets what fed its input `through`
     instead (what the editor's bypass does to a pass-through node)."""

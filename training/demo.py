@@ -362,7 +362,7 @@ def _set(prompt: dict, class_type: str, nth: int = 0, **inputs) -> str:
 
 
 def _prepare(runner, workflow_file: str, text: str, seed: int, sampling: dict, prefix: str) -> dict:
-    from tools.workflow_convert import convert_workflow, load_workflow
+    from tools.workflow_convert import add_node, convert_workflow, load_workflow
 
     prompt = convert_workflow(load_workflow(workflow_file), runner.object_info())
     _set(prompt, "CheckpointLoaderSimple", ckpt_name=BASE_NAME)
@@ -373,7 +373,7 @@ def _prepare(runner, workflow_file: str, text: str, seed: int, sampling: dict, p
     save = _set(prompt, "ADMK_SaveAnimation", filename_prefix=prefix, format="gif")
     mp4 = json.loads(json.dumps(prompt[save]))  # the same node again, writing an MP4
     mp4["inputs"]["format"] = "mp4"
-    prompt[str(max(int(k) for k in prompt) + 1)] = mp4
+    add_node(prompt, mp4)
     return prompt
 
 
@@ -401,20 +401,18 @@ def pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: dict, pre
     """motionlora_zoomin_panleft.json with `lora_name` on its pan node (at `strength`) and the zoom node bypassed.
     contrast > 0 adds Motion Contrast Guidance at that scale (until `contrast_end` of the sampling) against the
     same LoRA at -strength, applied to the same loaded motion module."""
-    from tools.workflow_convert import bypass, find_node
+    from tools.workflow_convert import add_node, bypass, find_node
 
     prompt = _prepare(runner, "motionlora_zoomin_panleft.json", text, seed, sampling, prefix)
     _set(prompt, "ADMK_ApplyMotionLoRA", 1, lora_name=lora_name, strength=strength)
     prompt = bypass(prompt, find_node(prompt, "ADMK_ApplyMotionLoRA", 0), "motion_module")
     if contrast:
         pan, inflate = find_node(prompt, "ADMK_ApplyMotionLoRA"), find_node(prompt, "ADMK_InflateModel")
-        top = max(int(k) for k in prompt)
-        opposite, guided = str(top + 1), str(top + 2)
-        prompt[opposite] = {"class_type": "ADMK_ApplyMotionLoRA",
-                            "inputs": dict(prompt[pan]["inputs"], strength=-strength)}
-        prompt[guided] = {"class_type": "ADMK_MotionContrastGuidance", "inputs": {
+        opposite = add_node(prompt, {"class_type": "ADMK_ApplyMotionLoRA",
+                                     "inputs": dict(prompt[pan]["inputs"], strength=-strength)})
+        guided = add_node(prompt, {"class_type": "ADMK_MotionContrastGuidance", "inputs": {
             "model": [inflate, 0], "contrast_motion_module": [opposite, 0], "scale": contrast,
-            "start_percent": 0.0, "end_percent": contrast_end}}
+            "start_percent": 0.0, "end_percent": contrast_end}})
         relink(prompt, inflate, guided)  # the sampler (whatever read Inflate Model's MODEL) reads the guided one
     return prompt
 

@@ -147,7 +147,7 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
     the second sampler continuing the first's latent without new noise. switch_step 0: one sampler, at `late`."""
     import copy
 
-    from tools.workflow_convert import find_node
+    from tools.workflow_convert import add_node, find_node
 
     from . import demo
 
@@ -158,37 +158,35 @@ def staged_pan_prompt(runner, lora_name: str, text: str, seed: int, sampling: di
     steps = s["steps"]
     if not 0 <= switch_step < steps:
         raise ValueError(f"switch step {switch_step} must be in [0, {steps})")
-    top = max(int(k) for k in prompt)
-    late_lora, late_model, empty, first, second = (str(top + i) for i in range(1, 6))
-    prompt[late_lora] = copy.deepcopy(prompt[lora])
+    late_lora = add_node(prompt, copy.deepcopy(prompt[lora]))
     prompt[late_lora]["inputs"]["strength"] = late
-    prompt[late_model] = copy.deepcopy(prompt[inflate])
+    late_model = add_node(prompt, copy.deepcopy(prompt[inflate]))
     prompt[late_model]["inputs"]["motion_module"] = [late_lora, 0]
-    prompt[empty] = {"class_type": "EmptyLatentImage",
-                     "inputs": {"width": s["width"], "height": s["height"], "batch_size": s["frames"]}}
+    latent = add_node(prompt, {"class_type": "EmptyLatentImage",
+                               "inputs": {"width": s["width"], "height": s["height"], "batch_size": s["frames"]}})
     common = {"positive": s["positive"], "negative": s["negative"], "noise_seed": s["seed"], "cfg": s["cfg"],
               "sampler_name": s["sampler_name"], "scheduler": s["scheduler"], "steps": steps}
     if switch_step:
-        prompt[first] = {"class_type": "KSamplerAdvanced", "inputs": dict(
-            common, model=[inflate, 0], add_noise="enable", latent_image=[empty, 0], start_at_step=0,
-            end_at_step=switch_step, return_with_leftover_noise="enable")}
-    prompt[second] = {"class_type": "KSamplerAdvanced", "inputs": dict(  # K 0: the only sampler, adding the noise
+        latent = add_node(prompt, {"class_type": "KSamplerAdvanced", "inputs": dict(
+            common, model=[inflate, 0], add_noise="enable", latent_image=[latent, 0], start_at_step=0,
+            end_at_step=switch_step, return_with_leftover_noise="enable")})
+    # K 0: the only sampler, adding the noise
+    second = add_node(prompt, {"class_type": "KSamplerAdvanced", "inputs": dict(
         common, model=[late_model, 0], add_noise="disable" if switch_step else "enable",
-        latent_image=[first if switch_step else empty, 0], start_at_step=switch_step, end_at_step=steps,
-        return_with_leftover_noise="disable")}
+        latent_image=[latent, 0], start_at_step=switch_step, end_at_step=steps,
+        return_with_leftover_noise="disable")})
     demo.relink(prompt, sample, second)  # the decoder (and anything else on the sampler's output) reads the last stage
     return prompt
 
 
 def with_freeinit(prompt: dict, iterations: int) -> dict:
     """The prompt with a FreeInit node (its defaults, `iterations` passes) on its Sample Animation; unchanged at 1."""
-    from tools.workflow_convert import find_node
+    from tools.workflow_convert import add_node, find_node
 
     if iterations > 1:
-        node = str(max(int(k) for k in prompt) + 1)
-        prompt[node] = {"class_type": "ADMK_FreeInit", "inputs": {
+        node = add_node(prompt, {"class_type": "ADMK_FreeInit", "inputs": {
             "iterations": iterations, "filter": "butterworth", "spatial_stop": 0.25, "temporal_stop": 0.25,
-            "order": 4, "coarse_to_fine": False}}
+            "order": 4, "coarse_to_fine": False}})
         prompt[find_node(prompt, "ADMK_SampleAnimation")]["inputs"]["freeinit"] = [node, 0]
     return prompt
 
